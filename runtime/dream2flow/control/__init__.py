@@ -1,0 +1,1 @@
+"""Control: the deterministic fixed-rate loop, safety layer, interpolation and robot backends."""
