@@ -1,0 +1,236 @@
+"""Simulated episodes: scene → generated video → flow → (per method) plan → execute → success.
+
+Used by ``dream2flow demo`` (one episode, all pictures) and ``dream2flow eval`` (many seeded
+episodes, a table). The video and its flow are made once per episode and shared by every
+method, so methods are compared on exactly the same inputs, as in the paper's Table I.
+Failures are attributed to a stage (video, flow, grasp, plan, execution) as in its Fig. 6.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from dream2flow.errors import Dream2FlowError, InvalidInput
+from dream2flow.pipeline import METHODS, ProgressFn, StageRecord, _no_progress, _StageRunner
+
+FAILURE_STAGES = ("video", "flow", "grasp", "plan", "execution")
+ARTIFACTS = ("clean", "occlusion", "morphing")
+
+
+@dataclass
+class MethodResult:
+    method: str
+    success: bool
+    failure_stage: str | None
+    error: str | None
+    success_value: float | None
+    stages: dict[str, StageRecord] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stages"] = {k: asdict(v) for k, v in self.stages.items()}
+        return d
+
+
+@dataclass
+class EpisodeResult:
+    task: str
+    seed: int
+    artifacts: str
+    methods: list[MethodResult]
+    shared_stages: dict[str, StageRecord]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "seed": self.seed, "artifacts": self.artifacts,
+                "shared_stages": {k: asdict(v) for k, v in self.shared_stages.items()},
+                "methods": [m.to_dict() for m in self.methods]}
+
+
+def _classify_failure(exc: Dream2FlowError, stage: str) -> str:
+    from dream2flow.errors import PerceptionFailed, PlanningFailed
+
+    if stage == "video":
+        return "video"
+    if isinstance(exc, PerceptionFailed) or stage == "flow":
+        return "flow"
+    if isinstance(exc, PlanningFailed):
+        return "grasp" if "grasp" in exc.message.lower() else "plan"
+    return "execution"
+
+
+def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow",), artifacts: str = "clean",
+                num_points: int = 256, num_frames: int = 48, rate_hz: float = 100.0, settle_s: float = 1.0,
+                out_dir: str | Path | None = None, record_video: bool = False,
+                progress: ProgressFn = _no_progress, cancel: threading.Event | None = None) -> EpisodeResult:
+    """One seeded episode for each method. ``out_dir`` (if given) receives the inputs, flow,
+    plan and pictures; ``record_video`` renders the robot executing (``execution.mp4``)."""
+    from dream2flow import sim
+    from dream2flow.control.loop import execute_plan
+    from dream2flow.flow.extract import extract_flow
+    from dream2flow.planning import plan_from_flow
+
+    for m in methods:
+        if m not in METHODS:
+            raise InvalidInput(f"unknown method '{m}' (choose from {', '.join(METHODS)})")
+    out = Path(out_dir) if out_dir else None
+    shared = _StageRunner(progress, cancel)
+    results: list[MethodResult] = []
+
+    def fail_all(stage: str, exc: Dream2FlowError) -> EpisodeResult:
+        kind = _classify_failure(exc, stage)
+        res = [MethodResult(m, False, kind, exc.message, None) for m in methods]
+        return EpisodeResult(task, seed, artifacts, res, shared.stages)
+
+    try:
+        env = shared.run("scene", lambda: sim.make_env(task, seed))
+        observation = env.render_rgbd()
+        box = tuple(int(v) for v in env.object_box())
+    except Dream2FlowError as exc:
+        return fail_all("scene", exc)
+    try:
+        generated = shared.run("video", lambda: env.generate_video(artifacts, num_frames=num_frames, seed=seed))
+    except Dream2FlowError as exc:
+        return fail_all("video", exc)
+    try:
+        flow_result = shared.run("flow", lambda: extract_flow(generated.video, observation, box, generated.rel_depth,
+                                                              num_points=num_points, seed=seed))
+    except Dream2FlowError as exc:
+        return fail_all("flow", exc)
+    flow = flow_result.flow
+    if out is not None:
+        _write_episode_inputs(out, env, observation, generated, box, flow_result)
+
+    for method in methods:
+        runner = _StageRunner(progress, cancel)
+        method_out = out / method if (out is not None and len(methods) > 1) else out
+        if method_out is not None:
+            method_out.mkdir(parents=True, exist_ok=True)
+        stage = "plan"
+        try:
+            plan = runner.run("plan", lambda: plan_from_flow(flow, observation, q0=env.q_home, method=method,
+                                                             object_mask=flow_result.mask,
+                                                             thumb_px=_thumb_at_start(generated.thumb_px)))
+            if method_out is not None:
+                from dream2flow.planning.pictures import write_plan_png
+
+                plan.save(method_out / "plan.npz")
+                write_plan_png(method_out / "plan.png", plan, flow)
+            stage = "execute"
+            run_env = sim.make_env(task, seed)  # a fresh, identical scene: methods never see each other's state
+            backend = run_env.robot_backend()
+            frames: list[np.ndarray] = []
+            on_tick = _frame_recorder(run_env, frames, rate_hz) if record_video else None
+
+            def _execute() -> Any:
+                from dream2flow.errors import ExecutionFailed
+
+                res = execute_plan(plan, backend, rate_hz=rate_hz, stop_event=cancel, on_tick=on_tick)
+                # Let the world come to rest (a released piece falls into the bowl) before the check.
+                for k in range(int(settle_s * rate_hz)):
+                    backend.step(1.0 / rate_hz)
+                    if on_tick is not None:
+                        on_tick(res.commands_sent + k, 0.0, backend)
+                if not res.ok:
+                    raise ExecutionFailed(res.reason)
+                return res
+
+            runner.run("execute", _execute)
+            if method_out is not None and frames:
+                _write_mp4(method_out / "execution.mp4", frames, fps=10.0)
+            stage = "check"
+            outcome = runner.run("check", run_env.success)
+            failure = None if outcome.success else ("grasp" if _object_never_moved(outcome) else "execution")
+            results.append(MethodResult(method, bool(outcome.success), failure,
+                                        None if outcome.success else outcome.reason, float(outcome.value),
+                                        runner.stages))
+        except Dream2FlowError as exc:
+            results.append(MethodResult(method, False, _classify_failure(exc, stage), exc.message, None,
+                                        runner.stages))
+    return EpisodeResult(task, seed, artifacts, results, shared.stages)
+
+
+def _thumb_at_start(thumb_px: np.ndarray | None) -> np.ndarray | None:
+    return None if thumb_px is None else np.asarray(thumb_px, dtype=np.float32)
+
+
+def _object_never_moved(outcome: Any) -> bool:
+    """The success check's ``value`` is the task's progress measure (0 = untouched)."""
+    return abs(float(getattr(outcome, "value", 0.0))) < 1e-3 or "not moved" in str(getattr(outcome, "reason", ""))
+
+
+def _frame_recorder(env: Any, frames: list[np.ndarray], rate_hz: float, fps: float = 10.0) -> Callable:
+    every = max(1, int(round(rate_hz / fps)))
+
+    def on_tick(k: int, t_s: float, backend: Any) -> None:
+        if k % every == 0:
+            frames.append(env.render_rgb())
+
+    return on_tick
+
+
+def _write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    try:
+        for f in frames:
+            writer.write(np.ascontiguousarray(f[:, :, ::-1]))
+    finally:
+        writer.release()
+    return path
+
+
+def _write_episode_inputs(out: Path, env: Any, observation: Any, generated: Any, box: tuple, flow_result: Any) -> None:
+    from dream2flow.config import save_camera
+    from dream2flow.flow.pictures import write_flow_png, write_tracks_video
+    from dream2flow.io_utils import write_rgb
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_rgb(out / "i0.png", observation.rgb)
+    np.save(out / "d0.npy", observation.depth_m)
+    save_camera(observation.camera, out / "camera.toml", comment=f"simulated camera of task {env.task}, seed {env.seed}")
+    _write_mp4(out / "video.mp4", list(generated.video.frames), fps=generated.video.fps)
+    (out / "box.txt").write_text(",".join(str(v) for v in box) + "\n")
+    flow_result.flow.save(out / "flow.npz")
+    write_tracks_video(out / "tracks.mp4", generated.video, flow_result.tracks_px, flow_result.visible_2d)
+    write_flow_png(out / "flow.png", flow_result.flow, observation.rgb)
+
+
+def success_table(episodes: list[EpisodeResult], methods: tuple[str, ...]) -> dict[str, Any]:
+    """Successes per (task, method) and failures per stage, the paper's Table I + Fig. 6."""
+    tasks = sorted({e.task for e in episodes}, key=[e.task for e in episodes].index)
+    table: dict[str, dict[str, dict[str, int]]] = {}
+    failures: dict[str, dict[str, int]] = {m: {s: 0 for s in FAILURE_STAGES} for m in methods}
+    for task in tasks:
+        table[task] = {}
+        for m in methods:
+            rs = [r for e in episodes if e.task == task for r in e.methods if r.method == m]
+            table[task][m] = {"success": sum(r.success for r in rs), "episodes": len(rs)}
+            for r in rs:
+                if not r.success and r.failure_stage:
+                    failures[m][r.failure_stage] += 1
+    return {"table": table, "failures_by_stage": failures}
+
+
+def format_table(summary: dict[str, Any], methods: tuple[str, ...], artifacts: str) -> str:
+    table, failures = summary["table"], summary["failures_by_stage"]
+    w = max([len(t) for t in table] + [10])
+    lines = [f"artifacts: {artifacts}", f"{'task':<{w}} " + " ".join(f"{m:>14}" for m in methods)]
+    for task, row in table.items():
+        lines.append(f"{task:<{w}} " + " ".join(f"{row[m]['success']:>8}/{row[m]['episodes']:<5}" for m in methods))
+    lines.append("")
+    lines.append(f"failures by stage: {'method':<14} " + " ".join(f"{s:>10}" for s in FAILURE_STAGES))
+    for m in methods:
+        lines.append(f"{'':<19}{m:<14} " + " ".join(f"{failures[m][s]:>10}" for s in FAILURE_STAGES))
+    return "\n".join(lines)
+
+
+def episodes_to_json(episodes: list[EpisodeResult], summary: dict[str, Any], **header: Any) -> str:
+    return json.dumps({**header, **summary, "episodes": [e.to_dict() for e in episodes]}, indent=2, sort_keys=True)

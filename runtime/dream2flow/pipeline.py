@@ -1,0 +1,160 @@
+"""The whole method as one composition of stages: video → flow → grasp + plan → execute → check.
+
+Two entry points:
+- ``run_task``: the robot-side path (used by the service and the CLI): given the current
+  observation (I0, D0, camera), a generated video, its relative depth and the object's box,
+  produce flow and plan and execute them on a ``RobotBackend``.
+- ``run_episode``: one simulated episode (scene → generated video → ``run_task`` → success
+  check) used by ``dream2flow demo`` and ``dream2flow eval``.
+Stages report progress through a callback; every failure is a ``Dream2FlowError`` carrying
+the stage it happened in, so reports can break failures down by stage (paper Fig. 6).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from dream2flow.errors import Dream2FlowError, InvalidInput
+from dream2flow.types import RGBD, ObjectFlow, Plan, Video
+
+STAGES = ("scene", "video", "flow", "plan", "execute", "check")
+METHODS = ("dream2flow", "rigid_avdc", "rigid_rigvid")
+
+ProgressFn = Callable[[str, float, dict[str, Any]], None]
+"""``progress(stage, fraction_done 0..1, metrics)``."""
+
+
+def _no_progress(stage: str, fraction: float, metrics: dict[str, Any]) -> None:
+    return None
+
+
+@dataclass
+class StageRecord:
+    ok: bool
+    seconds: float
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskInputs:
+    """Everything ``run_task`` needs. ``box`` is (x0,y0,x1,y1) px in I0; ``video_depth`` is the
+    video's relative depth [T,H,W] (from a video-depth model or the generator)."""
+
+    observation: RGBD
+    video: Video
+    video_depth: np.ndarray
+    box: tuple[int, int, int, int]
+    instruction: str = ""
+    method: str = "dream2flow"
+    seed: int = 0
+    num_points: int = 256
+    q0: np.ndarray | None = None
+    thumb_px: np.ndarray | None = None
+    dry_run: bool = False
+    rate_hz: float = 100.0
+
+
+@dataclass
+class TaskOutcome:
+    ok: bool
+    failed_stage: str | None
+    error: str | None
+    stages: dict[str, StageRecord]
+    flow: ObjectFlow | None = None
+    plan: Plan | None = None
+    execution: Any = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+class _StageRunner:
+    """Times stages, records errors with their stage, reports progress."""
+
+    def __init__(self, progress: ProgressFn, cancel: threading.Event | None) -> None:
+        self.progress = progress
+        self.cancel = cancel
+        self.stages: dict[str, StageRecord] = {}
+
+    def run(self, stage: str, fn: Callable[[], Any]) -> Any:
+        if self.cancel is not None and self.cancel.is_set():
+            from dream2flow.errors import ExecutionFailed
+
+            raise ExecutionFailed("cancelled", stage=stage)
+        self.progress(stage, 0.0, {})
+        t0 = time.perf_counter()
+        try:
+            out = fn()
+        except Dream2FlowError as exc:
+            exc.stage = exc.stage or stage
+            self.stages[stage] = StageRecord(False, time.perf_counter() - t0, exc.message)
+            raise
+        except Exception as exc:  # unexpected: record it with the stage, re-raise as-is
+            self.stages[stage] = StageRecord(False, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+            raise
+        rec = StageRecord(True, time.perf_counter() - t0)
+        self.stages[stage] = rec
+        self.progress(stage, 1.0, {"seconds": round(rec.seconds, 3)})
+        return out
+
+
+def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = None,
+             progress: ProgressFn = _no_progress, cancel: threading.Event | None = None,
+             on_tick: Callable[[int, float, Any], None] | None = None, pictures: bool = True) -> TaskOutcome:
+    """Flow → plan → execute on ``backend``. Never raises a ``Dream2FlowError``: the outcome
+    says which stage failed and why. Artifacts go to ``out_dir`` when given."""
+    from dream2flow.control.loop import execute_plan
+    from dream2flow.flow.extract import extract_flow
+    from dream2flow.planning import plan_from_flow
+
+    if inputs.method not in METHODS:
+        raise InvalidInput(f"unknown method '{inputs.method}' (choose from {', '.join(METHODS)})")
+    runner = _StageRunner(progress, cancel)
+    out = Path(out_dir) if out_dir else None
+    artifacts: dict[str, str] = {}
+    flow = plan = execution = None
+    try:
+        result = runner.run("flow", lambda: extract_flow(
+            inputs.video, inputs.observation, inputs.box, inputs.video_depth,
+            num_points=inputs.num_points, seed=inputs.seed))
+        flow = result.flow
+        if out is not None:
+            artifacts["flow"] = str(flow.save(out / "flow.npz"))
+            if pictures:
+                from dream2flow.flow.pictures import write_flow_png, write_tracks_video
+
+                artifacts["tracks_video"] = str(write_tracks_video(out / "tracks.mp4", inputs.video,
+                                                                   result.tracks_px, result.visible_2d) or out / "tracks.mp4")
+                artifacts["flow_png"] = str(write_flow_png(out / "flow.png", flow, inputs.observation.rgb) or out / "flow.png")
+        plan = runner.run("plan", lambda: plan_from_flow(
+            flow, inputs.observation, q0=inputs.q0, method=inputs.method, object_mask=result.mask,
+            thumb_px=inputs.thumb_px))
+        if out is not None:
+            artifacts["plan"] = str(plan.save(out / "plan.npz"))
+            if pictures:
+                from dream2flow.planning.pictures import write_plan_png
+
+                artifacts["plan_png"] = str(write_plan_png(out / "plan.png", plan, flow) or out / "plan.png")
+
+        def _execute() -> Any:
+            res = execute_plan(plan, backend, rate_hz=inputs.rate_hz, dry_run=inputs.dry_run,
+                               stop_event=cancel, on_tick=on_tick)
+            if not res.ok:
+                from dream2flow.errors import ExecutionFailed
+
+                raise ExecutionFailed(res.reason)
+            return res
+
+        execution = runner.run("execute", _execute)
+        if out is not None and getattr(execution, "command_log", None) is not None:
+            np.save(out / "command_log.npy", np.asarray(execution.command_log))
+            artifacts["command_log"] = str(out / "command_log.npy")
+    except Dream2FlowError as exc:
+        return TaskOutcome(False, exc.stage, exc.message, runner.stages, flow, plan, execution, artifacts)
+    return TaskOutcome(True, None, None, runner.stages, flow, plan, execution, artifacts)
