@@ -4,10 +4,127 @@ from __future__ import annotations
 
 import argparse
 
-from dream2flow.commands import not_built_yet
+DESCRIPTION = """\
+Execute plan.npz on a robot backend through the deterministic control loop: move-to-start,
+time-indexed cubic interpolation, safety checks before every command (joint limits with margin,
+velocity/acceleration/jerk, workspace box, measured-vs-commanded deviation), watchdog and e-stop
+(Ctrl-C). The whole command stream is checked before the first command: a plan that breaks a
+limit sends nothing. Settings: hw/robot/control.toml (loop, safety, watchdog) and
+hw/robot/polymetis.toml; --config FILE overrides them with [loop] [safety] [watchdog] [polymetis]
+tables.
+
+exit codes: 0 done, 2 bad input, 3 robot not ready, 6 safety violation (motion stopped or never
+started), 7 execution failed (backend error, stale state, e-stop)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("execute", help="stream a plan to a robot backend through the safe control loop [not built yet: issue 4]",
-                       description="stream a plan to a robot backend through the safe control loop.")
-    p.set_defaults(func=not_built_yet(4))
+    p = sub.add_parser("execute", help="stream a plan to a robot backend through the safe control loop",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--plan", required=True, metavar="PLAN.npz", help="plan file (q [H,7] rad, dt_s, gripper [H])")
+    p.add_argument("--backend", choices=("kinematic", "mujoco", "polymetis"), default="kinematic",
+                   help="robot backend (default: kinematic)")
+    p.add_argument("--rate", type=float, default=None, metavar="HZ",
+                   help="control rate (default: polymetis.toml rate_hz for polymetis, else control.toml rate_hz)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="connect, read the state and check the whole command stream; send nothing")
+    p.add_argument("--log", default=None, metavar="FILE.npz",
+                   help="save the command log (seq, tick, t_s, q, gripper); also written when the run stops on "
+                        "a fault (it is what was sent), and for --dry-run (what would be sent)")
+    p.add_argument("--config", default=None, metavar="FILE.toml", help="overrides for control.toml / polymetis.toml")
+    p.add_argument("--host", default=None, help="polymetis: server host (overrides polymetis.toml)")
+    p.add_argument("--mode", choices=("stream", "trajectory"), default=None,
+                   help="polymetis: stream targets per tick, or send the resampled trajectory once")
+    p.add_argument("--task", default=None, help="mujoco: simulation task scene (default: the first task)")
+    p.add_argument("--seed", type=int, default=0, help="mujoco: scene seed (default 0)")
+    p.add_argument("--q0", default=None, metavar="q1,...,q7",
+                   help="kinematic: start joints (default: the plan's first waypoint)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON line at the end")
+    p.set_defaults(func=run)
+
+
+def _parse_q0(text: str):
+    import numpy as np
+
+    from dream2flow.errors import InvalidInput
+
+    try:
+        q = np.array([float(x) for x in text.split(",")], dtype=np.float64)
+    except ValueError:
+        raise InvalidInput(f"--q0 must be 7 comma-separated numbers, got {text!r}") from None
+    if q.shape != (7,) or not np.isfinite(q).all():
+        raise InvalidInput(f"--q0 must be 7 comma-separated finite numbers, got {text!r}")
+    return q
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import math
+    import signal
+    import threading
+
+    from dream2flow.control.backends import make_backend
+    from dream2flow.control.loop import execute_plan
+    from dream2flow.control.settings import load_loop_config
+    from dream2flow.errors import InvalidInput
+    from dream2flow.log import progress
+    from dream2flow.types import Plan
+
+    plan = Plan.load(args.plan)
+    cfg = load_loop_config(args.config)
+    if args.backend != "polymetis" and (args.host or args.mode):
+        raise InvalidInput("--host/--mode apply to --backend polymetis only")
+    if args.backend != "kinematic" and args.q0:
+        raise InvalidInput("--q0 applies to --backend kinematic only (other backends report their joints)")
+    if args.backend == "kinematic":
+        backend = make_backend("kinematic", q0=_parse_q0(args.q0) if args.q0 else plan.q[0])
+    elif args.backend == "mujoco":
+        backend = make_backend("mujoco", task=args.task, seed=args.seed)
+    else:
+        from dream2flow.control.backends.polymetis import load_polymetis_config
+
+        backend = make_backend("polymetis", config=load_polymetis_config(args.config), host=args.host, mode=args.mode)
+    rate = args.rate
+    if rate is None:
+        pcfg = getattr(backend, "config", None)
+        rate = float(pcfg.rate_hz) if args.backend == "polymetis" and pcfg is not None else cfg.rate_hz
+    if not (math.isfinite(rate) and rate > 0):
+        raise InvalidInput(f"--rate must be a positive number of Hz, got {rate}")
+
+    progress(f"execute: plan {args.plan}: {plan.horizon} waypoints, {plan.duration_s:.2f} s; backend {args.backend} "
+             f"at {rate:g} Hz{' (dry run)' if args.dry_run else ''}")
+    stop_event = threading.Event()
+    every = max(1, int(round(rate)))
+
+    def on_tick(tick: int, t_s: float, _backend) -> None:
+        if tick and tick % every == 0:
+            progress(f"execute: t={t_s:.1f} s")
+
+    def on_sigint(signum, frame) -> None:  # e-stop: the loop holds position within one period
+        stop_event.set()
+
+    old = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    try:
+        result = execute_plan(plan, backend, rate_hz=rate, dry_run=args.dry_run, config=cfg,
+                              stop_event=stop_event, on_tick=on_tick)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+        try:
+            backend.close()
+        except Exception:
+            pass
+    if args.log:
+        log_path = result.save_log(args.log)
+        progress(f"execute: command log -> {log_path} ({result.command_log.size} commands)")
+    if result.ok and result.dry_run:
+        progress(f"execute: dry run ok: {result.command_log.size} commands passed pre-flight (move-to-start "
+                 f"{result.start_segment_s:.2f} s, {result.duration_s:.2f} s in all); nothing was sent")
+    elif result.ok:
+        progress(f"execute: done: {result.commands_sent} commands, {result.missed_periods} missed periods, "
+                 f"move-to-start {result.start_segment_s:.2f} s, max tracking error "
+                 f"{result.max_tracking_error_rad:.4f} rad, final error {result.final_error_rad:.4f} rad, "
+                 f"{result.duration_s:.2f} s of plan time in {result.wall_s:.2f} s")
+    if args.json:
+        print(json.dumps(result.summary(), sort_keys=True), flush=True)
+    result.raise_for_failure()
+    return 0

@@ -1,1 +1,52 @@
-"""control/backends."""
+"""Robot backends: ``make_backend(name, **kwargs)`` builds one by name.
+
+- ``kinematic``: pure NumPy, exact (``kinematic.KinematicBackend``; kwargs: q0, tau_s, faults, ...).
+- ``mujoco``: the simulated Panda of ``dream2flow.sim`` (``env=SimEnv`` or ``task=``/``seed=``);
+  imported lazily so the control package does not need MuJoCo.
+- ``polymetis``: the real Franka (``polymetis.PolymetisBackend``; kwargs: config, host, mode,
+  config_path); ``polymetis``/``torch`` are imported only in ``connect()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dream2flow.control.backend import RobotBackend
+from dream2flow.errors import InvalidInput, NotReady
+
+BACKENDS: tuple[str, ...] = ("kinematic", "mujoco", "polymetis")
+
+
+def make_backend(name: str, **kwargs: Any) -> RobotBackend:
+    """A backend by name (not yet connected; the loop calls ``connect()``)."""
+    if name == "kinematic":
+        from dream2flow.control.backends.kinematic import KinematicBackend
+
+        return KinematicBackend(**kwargs)
+    if name == "mujoco":
+        env = kwargs.pop("env", None)
+        task = kwargs.pop("task", None)
+        seed = kwargs.pop("seed", 0)
+        if kwargs:
+            raise InvalidInput(f"mujoco backend: unknown option(s) {', '.join(sorted(kwargs))} (use env= or task=/seed=)")
+        if env is None:
+            try:
+                from dream2flow import sim
+                from dream2flow.sim import make_env
+            except ImportError as exc:
+                raise NotReady(f"the mujoco backend needs dream2flow.sim ({exc})") from None
+            if task is None:
+                tasks = getattr(sim, "TASKS", ())
+                if not tasks:
+                    raise NotReady("the mujoco backend needs a task (dream2flow.sim.TASKS is empty)")
+                task = tasks[0]
+            env = make_env(task, int(seed))
+        return env.robot_backend()
+    if name == "polymetis":
+        from dream2flow.control.backends.polymetis import PolymetisBackend
+
+        return PolymetisBackend(**kwargs)
+    raise InvalidInput(f"unknown robot backend '{name}' (choose from {', '.join(BACKENDS)})")
+
+
+__all__ = ["BACKENDS", "make_backend"]
