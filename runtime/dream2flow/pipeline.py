@@ -72,6 +72,8 @@ class TaskOutcome:
     plan: Plan | None = None
     execution: Any = None
     artifacts: dict[str, str] = field(default_factory=dict)
+    error_kind: str | None = None  # the Dream2FlowError subclass name, e.g. "AlignmentFailed"
+    error_code: str | None = None  # its gRPC status code name, e.g. "ABORTED"
 
 
 class _StageRunner:
@@ -100,7 +102,10 @@ class _StageRunner:
             raise
         rec = StageRecord(True, time.perf_counter() - t0)
         self.stages[stage] = rec
-        self.progress(stage, 1.0, {"seconds": round(rec.seconds, 3)})
+        metrics: dict[str, Any] = {"seconds": round(rec.seconds, 3)}
+        if isinstance(out, Plan):
+            metrics["plan_duration_s"] = round(out.duration_s, 3)
+        self.progress(stage, 1.0, metrics)
         return out
 
 
@@ -156,5 +161,6 @@ def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = N
             np.save(out / "command_log.npy", np.asarray(execution.command_log))
             artifacts["command_log"] = str(out / "command_log.npy")
     except Dream2FlowError as exc:
-        return TaskOutcome(False, exc.stage, exc.message, runner.stages, flow, plan, execution, artifacts)
+        return TaskOutcome(False, exc.stage, exc.message, runner.stages, flow, plan, execution, artifacts,
+                           error_kind=type(exc).__name__, error_code=exc.grpc_code)
     return TaskOutcome(True, None, None, runner.stages, flow, plan, execution, artifacts)

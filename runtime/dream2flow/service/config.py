@@ -1,0 +1,256 @@
+"""The service's TOML config (``hw/service.example.toml`` documents every key).
+
+Why strict: the server runs unattended next to a robot, so a typo in a key must stop it at
+start-up with the file and key named, not be silently ignored. Relative paths resolve against
+the config file's folder. ``dream2flow serve`` flags override the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dream2flow.errors import InvalidInput
+
+MiB = 1024 * 1024
+
+
+@dataclass
+class ServerSection:
+    listen: str = "127.0.0.1:50051"
+    data_dir: str = "./d2f-data"
+    insecure: bool = False  # plaintext (no TLS): only by the explicit --insecure flag or this key
+    allow_insecure_non_loopback: bool = False  # plaintext on a non-loopback address sends tokens in the clear
+    max_concurrent_rpcs: int = 64  # beyond this gRPC answers RESOURCE_EXHAUSTED
+    max_message_bytes: int = 8 * MiB  # per gRPC message, both directions
+    grace_s: float = 5.0  # shutdown grace for in-flight RPCs
+    reflection: bool = True
+
+
+@dataclass
+class TlsSection:
+    cert_file: str = ""
+    key_file: str = ""
+    client_ca_file: str = ""  # set → mutual TLS: clients must present a certificate signed by this CA
+
+
+@dataclass
+class AuthSection:
+    tokens_file: str = ""  # TOML with [[tokens]] name, role, sha256 (or token)
+    tokens: list[dict[str, Any]] = field(default_factory=list)  # inline, same format
+    viewer_can_estop: bool = True  # anyone watching may stop the robot; only operators Reset
+
+
+@dataclass
+class RobotSection:
+    backend: str = "kinematic"
+    allowed_backends: list[str] = field(default_factory=list)  # empty → [backend]
+    rate_hz: float = 100.0
+    realtime: bool = False  # pace simulated backends at wall-clock speed (demos; e-stop tests)
+
+
+@dataclass
+class VideoSourcesSection:
+    url_allowed_hosts: list[str] = field(default_factory=list)  # empty → any host
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    download_deadline_s: float = 300.0  # a whole download, retries included
+    retries: int = 3
+    backoff_s: float = 0.5  # first retry waits this, then doubles
+    generator_url: str = ""  # empty → SubmitTask(generate) is FAILED_PRECONDITION
+    generator_token_env: str = ""  # env var holding a bearer token for the generator
+    generator_poll_interval_s: float = 2.0
+    generator_timeout_s: float = 900.0
+    generator_num_frames: int = 48
+
+
+@dataclass
+class PerceptionSection:
+    video_depth_model: str = ""  # empty → every task must bring its video depth
+
+
+@dataclass
+class LimitsSection:
+    max_video_bytes: int = 256 * MiB
+    max_depth_bytes: int = 512 * MiB
+    max_chunk_bytes: int = 1 * MiB
+    max_upload_store_bytes: int = 4096 * MiB  # all kept uploads together
+    max_concurrent_uploads: int = 8
+    upload_ttl_s: float = 3600.0
+    max_video_frames: int = 300
+    max_video_width_px: int = 1920
+    max_video_height_px: int = 1080
+    max_instruction_chars: int = 1000
+    max_object_prompt_chars: int = 200
+    max_url_chars: int = 2048
+    max_num_points: int = 2048
+    max_queued_tasks: int = 8
+    max_watchers: int = 64
+    max_list_page_size: int = 100
+    observation_timeout_s: float = 10.0
+
+
+@dataclass
+class ServiceConfig:
+    server: ServerSection = field(default_factory=ServerSection)
+    tls: TlsSection = field(default_factory=TlsSection)
+    auth: AuthSection = field(default_factory=AuthSection)
+    robot: RobotSection = field(default_factory=RobotSection)
+    # The camera table of dream2flow.camera.configs: type = "sim"|"recorded"|"realsense"|"mock" + its keys.
+    camera: dict[str, Any] = field(default_factory=lambda: {"type": "sim", "task": "bread_in_bowl", "seed": 0})
+    video_sources: VideoSourcesSection = field(default_factory=VideoSourcesSection)
+    perception: PerceptionSection = field(default_factory=PerceptionSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    base_dir: str = "."  # folder relative paths resolve against (the config file's)
+
+    def path(self, p: str) -> Path:
+        """``p`` resolved against the config file's folder (absolute paths unchanged)."""
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else (Path(self.base_dir) / q).resolve()
+
+    @property
+    def data_path(self) -> Path:
+        return self.path(self.server.data_dir)
+
+    @property
+    def backends(self) -> list[str]:
+        return list(self.robot.allowed_backends) or [self.robot.backend]
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(ServiceConfig) if f.name != "base_dir"}
+_FREE_SECTIONS = ("camera",)  # validated by their own module
+
+
+def _coerce(where: str, key: str, default: Any, value: Any) -> Any:
+    """Check ``value`` against the type of ``default`` (ints accepted for floats)."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, list):
+        ok = isinstance(value, list)
+    else:  # pragma: no cover - every field has one of the types above
+        ok = True
+    if not ok:
+        raise InvalidInput(f"{where}: '{key}' must be a {type(default).__name__}, got {value!r}")
+    return value
+
+
+def config_from_dict(d: dict[str, Any], where: str = "service config", base_dir: str | Path = ".") -> ServiceConfig:
+    cfg = ServiceConfig(base_dir=str(Path(base_dir).resolve()))
+    for name, value in d.items():
+        if name not in _SECTIONS:
+            raise InvalidInput(f"{where}: unknown section [{name}] (known: {', '.join(_SECTIONS)})")
+        if not isinstance(value, dict):
+            raise InvalidInput(f"{where}: [{name}] must be a table")
+        if name in _FREE_SECTIONS:
+            setattr(cfg, name, dict(value))
+            continue
+        section = getattr(cfg, name)
+        known = {f.name for f in dataclasses.fields(section)}
+        for key, v in value.items():
+            if key not in known:
+                raise InvalidInput(f"{where}: unknown key '{key}' in [{name}] (known: {', '.join(sorted(known))})")
+            setattr(section, key, _coerce(f"{where} [{name}]", key, getattr(section, key), v))
+    validate(cfg, where)
+    return cfg
+
+
+def load_service_config(path: str | Path | None) -> ServiceConfig:
+    """The config at ``path`` (``None``: all defaults, relative paths against the working folder)."""
+    if path is None:
+        cfg = ServiceConfig(base_dir=str(Path.cwd()))
+        validate(cfg, "defaults")
+        return cfg
+    from dream2flow.config import load_toml
+
+    p = Path(path)
+    return config_from_dict(load_toml(p), where=str(p), base_dir=p.resolve().parent)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) → (host, port); port 0 picks a free one."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host:
+        raise InvalidInput(f"listen address must be HOST:PORT, got {listen!r}")
+    try:
+        port_i = int(port)
+    except ValueError:
+        raise InvalidInput(f"listen port must be a number, got {port!r}") from None
+    if not 0 <= port_i <= 65535:
+        raise InvalidInput(f"listen port must be 0..65535, got {port_i}")
+    return host.strip("[]"), port_i
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate(cfg: ServiceConfig, where: str) -> None:
+    """Cross-field checks: values in range, names known, TLS files given unless insecure."""
+    parse_listen(cfg.server.listen)
+    lim = cfg.limits
+    for f in dataclasses.fields(lim):
+        if getattr(lim, f.name) <= 0:
+            raise InvalidInput(f"{where} [limits]: '{f.name}' must be positive")
+    if lim.max_chunk_bytes + 1024 > cfg.server.max_message_bytes:
+        raise InvalidInput(f"{where}: [limits] max_chunk_bytes must be below [server] max_message_bytes")
+    if cfg.server.max_concurrent_rpcs <= 0:
+        raise InvalidInput(f"{where} [server]: 'max_concurrent_rpcs' must be positive")
+    if cfg.robot.rate_hz <= 0:
+        raise InvalidInput(f"{where} [robot]: 'rate_hz' must be positive")
+    cam = camera_config(cfg, where)
+    if "mujoco" in cfg.backends and getattr(cam, "type", "") != "sim":
+        raise InvalidInput(f"{where}: the mujoco backend needs [camera] type = \"sim\" (they share one simulation)")
+    if cfg.robot.backend not in cfg.backends:
+        raise InvalidInput(f"{where} [robot]: 'backend' {cfg.robot.backend!r} is not in 'allowed_backends'")
+    for b in cfg.backends:
+        if b not in ("kinematic", "mujoco", "polymetis"):
+            raise InvalidInput(f"{where} [robot]: unknown backend {b!r} (kinematic, mujoco, polymetis)")
+    vs = cfg.video_sources
+    if vs.retries < 0 or vs.backoff_s < 0:
+        raise InvalidInput(f"{where} [video_sources]: 'retries' and 'backoff_s' must be >= 0")
+    for key in ("connect_timeout_s", "read_timeout_s", "download_deadline_s", "generator_poll_interval_s",
+                "generator_timeout_s", "generator_num_frames"):
+        if getattr(vs, key) <= 0:
+            raise InvalidInput(f"{where} [video_sources]: '{key}' must be positive")
+    if vs.generator_url and not vs.generator_url.startswith(("http://", "https://")):
+        raise InvalidInput(f"{where} [video_sources]: 'generator_url' must be an http(s) URL")
+
+
+def camera_config(cfg: ServiceConfig, where: str = "service config") -> Any:
+    """The [camera] table as a ``dream2flow.camera.configs`` config (paths against the config's folder)."""
+    from dream2flow.camera.configs import camera_config_from_dict
+
+    return camera_config_from_dict(cfg.camera, base_dir=cfg.base_dir, where=f"{where} [camera]")
+
+
+def check_transport(cfg: ServiceConfig) -> None:
+    """Refuse unsafe transports at start-up: TLS files must exist unless insecure; plaintext only
+    on loopback unless explicitly allowed."""
+    host, _ = parse_listen(cfg.server.listen)
+    if cfg.server.insecure:
+        if not is_loopback(host) and not cfg.server.allow_insecure_non_loopback:
+            raise InvalidInput(
+                f"refusing plaintext on non-loopback address {host}: bearer tokens would travel in the clear "
+                "(configure [tls], or set [server] allow_insecure_non_loopback = true)")
+        return
+    if not cfg.tls.cert_file or not cfg.tls.key_file:
+        raise InvalidInput("TLS needs [tls] cert_file and key_file (or run with --insecure on loopback)")
+    for key in ("cert_file", "key_file", "client_ca_file"):
+        v = getattr(cfg.tls, key)
+        if v and not cfg.path(v).is_file():
+            raise InvalidInput(f"[tls] {key}: file not found: {cfg.path(v)}")

@@ -1,0 +1,222 @@
+"""The server's hardware: one camera and the robot backends, behind an e-stop gate.
+
+Why a gate around the backend: the emergency stop must hold even if a control loop ignored
+its stop event. ``GuardedBackend`` refuses every motion command (joints and gripper) while
+the e-stop flag is set, so after ``EmergencyStop`` the next command of any loop fails within
+one control period; it also counts commands (GetRobotState shows that nothing moved).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from dream2flow.errors import ExecutionFailed, InvalidInput, NotReady
+from dream2flow.log import get_logger
+
+log = get_logger("service.devices")
+
+
+class GuardedBackend:
+    """A ``RobotBackend`` wrapper: e-stop gate, command counter, optional shared lock (the
+    simulated camera and the MuJoCo backend share one simulation) and optional real-time pacing
+    of simulated backends."""
+
+    def __init__(self, inner: Any, estop: threading.Event, *, lock: threading.RLock | None = None,
+                 realtime: bool = False) -> None:
+        self.inner = inner
+        self.estop = estop
+        self.lock = lock or threading.RLock()
+        self.realtime = realtime and bool(getattr(inner, "simulated", False))
+        self.commands_sent = 0
+        self._deadline: float | None = None
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.inner, "name", "backend"))
+
+    @property
+    def simulated(self) -> bool:
+        return bool(getattr(self.inner, "simulated", False))
+
+    def __getattr__(self, item: str) -> Any:  # extras of a backend (e.g. the env) stay reachable
+        if item == "inner":
+            raise AttributeError(item)
+        return getattr(self.inner, item)
+
+    def _gate(self) -> None:
+        if self.estop.is_set():
+            raise ExecutionFailed("emergency stop is active: motion command refused")
+
+    def connect(self) -> None:
+        with self.lock:
+            self.inner.connect()
+
+    def state(self) -> Any:
+        with self.lock:
+            return self.inner.state()
+
+    def command_joint_positions(self, q: np.ndarray) -> None:
+        self._gate()
+        with self.lock:
+            self._gate()
+            self.inner.command_joint_positions(q)
+            self.commands_sent += 1
+
+    def gripper(self, width_m: float | None = None, grasp: bool = False) -> None:
+        self._gate()
+        with self.lock:
+            self._gate()
+            self.inner.gripper(width_m=width_m, grasp=grasp)
+
+    def send_trajectory(self, q: np.ndarray, dq: np.ndarray, hz: float) -> None:
+        """Whole-trajectory backends (Polymetis trajectory mode): gated like single commands; an
+        e-stop during it reaches the robot through ``stop()``."""
+        self._gate()
+        with self.lock:
+            self._gate()
+            self.inner.send_trajectory(q, dq, hz)
+            self.commands_sent += int(np.asarray(q).shape[0])
+
+    def step(self, dt_s: float) -> None:
+        with self.lock:
+            self.inner.step(dt_s)
+        if self.realtime:
+            now = time.monotonic()
+            if self._deadline is None or now - self._deadline > 0.5:
+                self._deadline = now
+            self._deadline += dt_s
+            delay = self._deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def stop(self) -> None:
+        # No lock: stop() must get through even while another thread holds it (it is thread-safe
+        # by the RobotBackend contract).
+        self.inner.stop()
+
+    def close(self) -> None:
+        with self.lock:
+            self.inner.close()
+
+
+class Devices:
+    """Camera + backends, created lazily from the config (or injected by tests)."""
+
+    def __init__(self, cfg: Any, *, camera: Any = None,
+                 backend_factory: Callable[[str, Any], Any] | None = None) -> None:
+        self.cfg = cfg
+        self.estop = threading.Event()
+        self.sim_lock = threading.RLock()
+        self._camera = camera
+        self._cam_exec = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="d2f-camera")
+        self._backends: dict[str, GuardedBackend] = {}
+        self._backends_lock = threading.Lock()
+        self._backend_factory = backend_factory
+
+    # -- camera -----------------------------------------------------------------------------
+    # Every camera call runs on one dedicated thread: OpenGL/EGL contexts (the simulated camera)
+    # and most device SDKs belong to the thread that opened them, and captures must not overlap.
+    def _on_camera_thread(self, fn: Callable[[], Any], timeout_s: float | None) -> Any:
+        fut = self._cam_exec.submit(fn)
+        try:
+            return fut.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise CameraBusy(f"the camera did not answer within {timeout_s:.0f} s; retry") from None
+
+    def _open_camera(self) -> Any:
+        if self._camera is None:
+            from dream2flow.camera.configs import make_camera
+            from dream2flow.service.config import camera_config
+
+            self._camera = make_camera(camera_config(self.cfg))
+        return self._camera
+
+    def camera(self, timeout_s: float | None = 300.0) -> Any:
+        """The camera object (opened on the camera thread on first use)."""
+        return self._on_camera_thread(self._open_camera, timeout_s)
+
+    def capture(self, timeout_s: float = 10.0) -> Any:
+        """One RGB-D frame; ``CameraBusy`` (UNAVAILABLE) if the camera takes longer than ``timeout_s``."""
+
+        def grab() -> Any:
+            cam = self._open_camera()
+            if hasattr(cam, "env"):  # a simulated camera: the MuJoCo backend may be stepping its env
+                with self.sim_lock:
+                    return cam.capture()
+            return cam.capture()
+
+        return self._on_camera_thread(grab, timeout_s)
+
+    def camera_model(self) -> Any:
+        return self._on_camera_thread(lambda: self._open_camera().model(), 300.0)
+
+    # -- robot ------------------------------------------------------------------------------
+    def backend(self, name: str | None = None) -> GuardedBackend:
+        name = name or self.cfg.robot.backend
+        if name not in self.cfg.backends:
+            raise InvalidInput(f"backend {name!r} is not allowed here (allowed: {', '.join(self.cfg.backends)})")
+        with self._backends_lock:
+            b = self._backends.get(name)
+            if b is None:
+                inner = self._make_backend(name)
+                b = GuardedBackend(inner, self.estop, lock=self.sim_lock if name == "mujoco" else None,
+                                   realtime=self.cfg.robot.realtime)
+                b.connect()
+                self._backends[name] = b
+            return b
+
+    def _make_backend(self, name: str) -> Any:
+        if self._backend_factory is not None:
+            return self._backend_factory(name, self)
+        try:
+            from dream2flow.control.backends import make_backend
+        except ImportError as exc:  # pragma: no cover - the control package is part of the runtime
+            raise NotReady(f"robot backends are not available: {exc}") from None
+        if name == "mujoco":
+            env = getattr(self.camera(), "env", None)
+            if env is None:
+                raise NotReady("the mujoco backend needs the simulated camera's environment")
+            return make_backend("mujoco", env=env)
+        if name == "kinematic":
+            return make_backend(name, record_calls=False)  # a long-running server must not keep every call
+        return make_backend(name)
+
+    def existing_backends(self) -> list[GuardedBackend]:
+        with self._backends_lock:
+            return list(self._backends.values())
+
+    def commands_sent(self) -> int:
+        return sum(b.commands_sent for b in self.existing_backends())
+
+    def stop_all(self) -> None:
+        """backend.stop() on every backend made so far (errors logged, never raised)."""
+        for b in self.existing_backends():
+            try:
+                b.stop()
+            except Exception:
+                log.exception("backend %s: stop() failed", b.name)
+
+    def close(self) -> None:
+        self.stop_all()
+        for b in self.existing_backends():
+            try:
+                b.close()
+            except Exception:
+                log.exception("backend %s: close() failed", b.name)
+        cam = self._camera
+        if cam is not None and hasattr(cam, "close"):
+            try:
+                self._on_camera_thread(cam.close, 30.0)
+            except Exception:
+                log.exception("camera close() failed")
+        self._cam_exec.shutdown(wait=False, cancel_futures=True)
+
+
+class CameraBusy(NotReady):
+    grpc_code = "UNAVAILABLE"
