@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
             "success": result.success, "task": args.task, "seed": args.seed, "method": args.method,
             "artifacts": args.artifacts, "failure_stage": result.failure_stage, "error": result.error,
             "success_value": result.success_value, "stages": stages,
-            "errors": [s["error"] for s in stages.values() if s.get("error")] + ([result.error] if result.error else []),
+            "errors": list(dict.fromkeys([s["error"] for s in stages.values() if s.get("error")]
+                                         + ([result.error] if result.error else []))),
             "total_seconds": round(time.perf_counter() - t_start, 2),
             "files": sorted(p.name for p in tmp.iterdir()) + ["report.json"],
         }
