@@ -18,12 +18,14 @@ if ((${#need_apt[@]})) && command -v apt-get >/dev/null; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-stamp=.venv/.d2f-installed
+# Extras to install: "test" by default; CI adds "export" (torch + transformers for the export-tool tests).
+extras=${D2F_EXTRAS:-test}
+stamp=.venv/.d2f-installed-${extras//,/-}
 if [ ! -x .venv/bin/python ] || [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "dev.sh: creating .venv and installing dream2flow (first run takes a few minutes)"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e ".[${extras}]"
   touch "$stamp"
 fi
 export MUJOCO_GL=${MUJOCO_GL:-egl}
