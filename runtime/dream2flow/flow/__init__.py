@@ -1,1 +1,3 @@
-"""flow."""
+"""The flow stage: depth alignment (``align``), lifting (``lift``), optional filtering
+(``filtering``), the end-to-end ``extract.extract_flow`` and the ``pictures`` of a flow.
+Import submodules explicitly (they pull in OpenCV / matplotlib lazily where they can)."""

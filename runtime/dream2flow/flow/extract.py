@@ -1,0 +1,168 @@
+"""The flow stage end to end: video + first RGB-D frame + object box -> ``ObjectFlow``.
+
+    box --segmenter--> mask --sample--> n query points --tracker--> 2D tracks + visibility
+    video --video depth--> relative depth --align to D0 over the mask--> s*, b*
+    tracks + calibrated depth --lift--> points_base[T,n,3], visible[T,n] --(filter)--> ObjectFlow
+
+Nothing here knows about the robot; backends are swappable through the perception protocols
+and recorded by name in ``ObjectFlow.meta`` with the seed, box, alignment and versions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dream2flow.errors import InvalidInput, PerceptionFailed
+from dream2flow.flow.align import AlignConfig, Alignment, fit_scale_shift
+from dream2flow.flow.filtering import FilterConfig, filter_flow
+from dream2flow.flow.lift import LiftConfig, lift_tracks
+from dream2flow.perception.protocols import Box, PointTracker, Segmenter, VideoDepth, validate_box
+from dream2flow.types import RGBD, ObjectFlow, Video
+
+if TYPE_CHECKING:
+    from jaxtyping import Bool, Float
+
+DEFAULT_NUM_POINTS = 256
+MAX_NUM_POINTS = 8192
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Knobs of the flow stage (defaults measured on the synthetic scene; see the report in
+    bench/flow_bench.py and tests/test_flow_*.py)."""
+
+    align: AlignConfig = field(default_factory=AlignConfig)
+    lift: LiftConfig = field(default_factory=LiftConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    erode_px: int = 3                  # query points stay this far inside the mask
+    min_visible_frac0: float = 0.1     # fewer lifted points in frame 0 -> PerceptionFailed
+
+
+@dataclass
+class FlowResult:
+    """``flow``: the ObjectFlow; ``mask`` [H,W] bool (segmentation of I0); ``tracks_px`` [T,n,2]
+    and ``visible_2d`` [T,n] (tracker output, before depth checks); ``alignment``;
+    ``timings_s``: seconds per stage (not part of the flow's provenance: not deterministic)."""
+
+    flow: ObjectFlow
+    mask: Bool[np.ndarray, "H W"]
+    tracks_px: Float[np.ndarray, "T n 2"]
+    visible_2d: Bool[np.ndarray, "T n"]
+    alignment: Alignment
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def _versions() -> dict[str, str]:
+    import cv2
+
+    from dream2flow import __version__
+
+    return {"dream2flow": __version__, "opencv": cv2.__version__, "numpy": np.__version__}
+
+
+def check_inputs(video: Video, rgbd: RGBD) -> None:
+    """Size/validity checks shared by the CLI and the pipeline -> ``InvalidInput``."""
+    T = video.num_frames
+    if T < 2:
+        raise InvalidInput(f"the video has {T} frame(s); a flow needs at least 2")
+    W, H = video.size_wh
+    if (W, H) != (rgbd.camera.width, rgbd.camera.height):
+        raise InvalidInput(f"video is {W}x{H} but the camera (and I0/D0) is {rgbd.camera.width}x{rgbd.camera.height}")
+    d = rgbd.depth_m
+    if not (np.isfinite(d) & (d > 0)).any():
+        raise InvalidInput("D0 has no valid depth (all zero, negative or NaN)")
+
+
+def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | np.ndarray, *,
+                 num_points: int = DEFAULT_NUM_POINTS, seed: int = 0, segmenter: Segmenter | None = None,
+                 tracker: PointTracker | None = None, config: FlowConfig | None = None) -> FlowResult:
+    """Video (frame 0 ~ I0) + RGB-D of I0 + object box (x0,y0,x1,y1 px in I0) + video depth (a
+    ``VideoDepth`` or a relative depth array [T,H,W]) -> ``FlowResult``.
+
+    Defaults: ``GrabCutSegmenter(seed=seed)``, ``ClassicalLKTracker()``, ``GivenVideoDepth`` for an
+    array. Raises ``InvalidInput`` (sizes, box, empty depth), ``PerceptionFailed`` (empty mask,
+    nothing tracked), ``AlignmentFailed`` (depth fit degenerate or poor).
+    """
+    from dream2flow.perception.classical import ClassicalLKTracker, GivenVideoDepth, GrabCutSegmenter, \
+        sample_query_points
+
+    cfg = config or FlowConfig()
+    if not isinstance(num_points, (int, np.integer)) or not 1 <= int(num_points) <= MAX_NUM_POINTS:
+        raise InvalidInput(f"number of points must be an integer in [1, {MAX_NUM_POINTS}], got {num_points!r}")
+    check_inputs(video, rgbd)
+    T = video.num_frames
+    W, H = video.size_wh
+    box_f = validate_box(box, W, H)
+    seg = segmenter or GrabCutSegmenter(seed=seed)
+    trk = tracker or ClassicalLKTracker()
+    vd: VideoDepth = GivenVideoDepth(video_depth) if isinstance(video_depth, np.ndarray) else video_depth
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    rel = np.asarray(vd(video), dtype=np.float32)
+    timings["video_depth"] = time.perf_counter() - t0
+    if rel.shape != (T, H, W):
+        raise InvalidInput(f"video depth is {list(rel.shape)} but the video is [{T}, {H}, {W}]")
+
+    t0 = time.perf_counter()
+    mask = np.asarray(seg(rgbd.rgb, box_f), dtype=bool)
+    timings["segment"] = time.perf_counter() - t0
+    if mask.shape != (H, W):
+        raise PerceptionFailed(f"segmenter {seg.name} returned a {list(mask.shape)} mask for a {W}x{H} image")
+    if not mask.any():
+        raise PerceptionFailed(f"segmentation of box {tuple(round(v, 1) for v in box_f)} is empty: nothing to track")
+
+    t0 = time.perf_counter()
+    query = sample_query_points(mask, int(num_points), seed, erode_px=cfg.erode_px)
+    timings["sample"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    tracks_px, visible_2d = trk(video, query)
+    tracks_px = np.asarray(tracks_px, np.float32)
+    visible_2d = np.asarray(visible_2d, bool)
+    timings["track"] = time.perf_counter() - t0
+    if tracks_px.shape != (T, len(query), 2) or visible_2d.shape != (T, len(query)):
+        raise PerceptionFailed(f"tracker {trk.name} returned tracks {list(tracks_px.shape)} / visibility "
+                               f"{list(visible_2d.shape)} for {len(query)} points over {T} frames")
+
+    t0 = time.perf_counter()
+    alignment = fit_scale_shift(rel[0], rgbd.depth_m, mask, config=cfg.align, seed=seed)
+    timings["align"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    points, visible = lift_tracks(tracks_px, visible_2d, rel, alignment, rgbd.camera, cfg.lift)
+    timings["lift"] = time.perf_counter() - t0
+    if visible[0].mean() < cfg.min_visible_frac0:
+        raise PerceptionFailed(f"only {100 * visible[0].mean():.0f}% of the query points have usable depth in "
+                               f"frame 0 (need {100 * cfg.min_visible_frac0:.0f}%)")
+
+    t0 = time.perf_counter()
+    points, visible, fstats = filter_flow(points, visible, cfg.filter)
+    timings["filter"] = time.perf_counter() - t0
+
+    meta: dict[str, Any] = {
+        "stage": "flow",
+        "backends": {"segmenter": seg.name, "tracker": trk.name, "video_depth": vd.name},
+        "seed": int(seed),
+        "box": [float(v) for v in box_f],
+        "num_points": int(len(query)),
+        "num_frames": int(T),
+        "image_size": [int(W), int(H)],
+        "alignment": alignment.to_dict(),
+        "residual_m": alignment.residual_m,
+        "visible_fraction": float(visible.mean()),
+        "visible_fraction_2d": float(visible_2d.mean()),
+        "mask_pixels": int(mask.sum()),
+        "filter": {"enabled": cfg.filter.enabled, "outliers_removed": fstats.outliers_removed,
+                   "smooth_half_window": cfg.filter.smooth_half_window if cfg.filter.enabled else 0},
+        "lift": {"median_px": cfg.lift.median_px},
+        "versions": _versions(),
+    }
+    flow = ObjectFlow(points_base=points.astype(np.float32), visible=visible, query_px=query, fps=video.fps,
+                      depth_scale=alignment.scale, depth_shift=alignment.shift, meta=meta)
+    return FlowResult(flow=flow, mask=mask, tracks_px=tracks_px, visible_2d=visible_2d, alignment=alignment,
+                      timings_s=timings)

@@ -1,0 +1,195 @@
+"""Classical (OpenCV) perception backends: GrabCut segmentation, query-point sampling, pyramidal
+Lucas-Kanade tracking, and a "given" video depth. They work today on a CPU with no model files;
+the exported foundation models plug into the same protocols (``perception.protocols``).
+
+Names (recorded in ``ObjectFlow.meta``) say what they are: ``classical_grabcut``,
+``classical_lk``, ``given_video_depth`` -- never passed off as SAM / CoTracker / a depth model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dream2flow.errors import InvalidInput, PerceptionFailed
+from dream2flow.perception.classical_lk import ClassicalLKTracker
+from dream2flow.perception.protocols import Box, VideoLike, validate_box, video_frames
+
+if TYPE_CHECKING:
+    from jaxtyping import Bool, Float, UInt8
+
+LucasKanadeTracker = ClassicalLKTracker  # the name in the team API note
+
+
+class GrabCutSegmenter:
+    """Box -> object mask with OpenCV GrabCut (colour GMMs + graph cut), then the largest
+    connected component. Deterministic: OpenCV's RNG (used by the GMM k-means) is seeded.
+
+    GrabCut needs background colour samples outside the box, so a box covering (almost) the
+    whole image is refused. It runs on a crop around the box (``context`` x the box size on
+    each side) for speed; the background model comes from that ring.
+    """
+
+    name = "classical_grabcut"
+
+    def __init__(self, *, iterations: int = 5, seed: int = 0, context: float = 0.5, min_pixels: int = 20) -> None:
+        if iterations < 1:
+            raise InvalidInput(f"GrabCut iterations must be >= 1, got {iterations}")
+        self.iterations = int(iterations)
+        self.seed = int(seed)
+        self.context = float(context)
+        self.min_pixels = int(min_pixels)
+
+    def __call__(self, image: UInt8[np.ndarray, "H W 3"], box: Box) -> Bool[np.ndarray, "H W"]:
+        import cv2
+
+        img = np.asarray(image)
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise InvalidInput(f"segmenter image must be [H,W,3] uint8, got {img.dtype} {list(img.shape)}")
+        H, W = img.shape[:2]
+        x0, y0, x1, y1 = validate_box(box, W, H)
+        ix0, iy0 = int(np.floor(x0)), int(np.floor(y0))
+        ix1, iy1 = int(np.ceil(x1)), int(np.ceil(y1))
+        bw, bh = ix1 - ix0, iy1 - iy0
+        mx, my = max(16, int(self.context * bw)), max(16, int(self.context * bh))
+        cx0, cy0, cx1, cy1 = max(0, ix0 - mx), max(0, iy0 - my), min(W, ix1 + mx), min(H, iy1 + my)
+        ring = (cx1 - cx0) * (cy1 - cy0) - bw * bh
+        if ring < max(64, 0.02 * W * H):
+            raise InvalidInput(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) covers (almost) the whole {W}x{H} image: "
+                               "GrabCut needs background pixels outside the box")
+        crop = np.ascontiguousarray(img[cy0:cy1, cx0:cx1, ::-1])
+        gc_mask = np.zeros(crop.shape[:2], np.uint8)
+        bgd = np.zeros((1, 65), np.float64)
+        fgd = np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(self.seed)
+        try:
+            cv2.grabCut(crop, gc_mask, (ix0 - cx0, iy0 - cy0, bw, bh), bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT)
+        except cv2.error as exc:  # e.g. a uniform image: the GMM cannot be initialised
+            raise PerceptionFailed(f"GrabCut failed on box ({x0:g},{y0:g},{x1:g},{y1:g}): "
+                                   f"{str(exc).strip().splitlines()[-1]}") from None
+        fg = (gc_mask == cv2.GC_FGD) | (gc_mask == cv2.GC_PR_FGD)
+        fg = _largest_component(fg)
+        if int(fg.sum()) < self.min_pixels:
+            raise PerceptionFailed(f"segmentation of box ({x0:g},{y0:g},{x1:g},{y1:g}) found "
+                                   f"{int(fg.sum())} object pixels (mask empty); is there an object in the box?")
+        mask = np.zeros((H, W), bool)
+        mask[cy0:cy1, cx0:cx1] = fg
+        return mask
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    import cv2
+
+    if not mask.any():
+        return mask
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return mask
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return labels == best
+
+
+def sample_query_points(mask: Bool[np.ndarray, "H W"], n: int = 256, seed: int = 0, *, erode_px: int = 3,
+                        max_candidates: int = 20000) -> Float[np.ndarray, "n 2"]:
+    """``n`` query pixels (x, y) spread over ``mask``: farthest-point sampling over the mask's pixel
+    centres, after eroding it by ``erode_px`` (points off the object's rim track and lift better;
+    the erosion is skipped if it would leave too few pixels). Deterministic for a seed (it
+    picks the first point and the candidate subset). A mask with fewer pixels than ``n``
+    gives repeated points. Returns float32 [n,2]."""
+    import cv2
+
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2:
+        raise InvalidInput(f"mask must be [H,W], got {list(m.shape)}")
+    if n < 1:
+        raise InvalidInput(f"number of query points must be >= 1, got {n}")
+    total = int(m.sum())
+    if total == 0:
+        raise PerceptionFailed("the object mask has no pixels: nothing to track")
+    if erode_px > 0:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode_px + 1, 2 * erode_px + 1))
+        eroded = cv2.erode(m.astype(np.uint8), k).astype(bool)
+        if int(eroded.sum()) >= max(n, 0.2 * total):
+            m = eroded
+    ys, xs = np.nonzero(m)
+    cand = np.stack([xs, ys], axis=1).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    if len(cand) > max_candidates:
+        cand = cand[np.sort(rng.choice(len(cand), max_candidates, replace=False))]
+    if n >= len(cand):
+        idx = np.concatenate([rng.permutation(len(cand)) for _ in range(-(-n // len(cand)))])[:n]
+        return cand[idx].astype(np.float32)
+    chosen = np.empty(n, np.int64)
+    chosen[0] = int(rng.integers(len(cand)))
+    d2 = ((cand - cand[chosen[0]]) ** 2).sum(1)
+    for k_ in range(1, n):
+        i = int(np.argmax(d2))
+        chosen[k_] = i
+        np.minimum(d2, ((cand - cand[i]) ** 2).sum(1), out=d2)
+    return cand[chosen].astype(np.float32)
+
+
+class GivenVideoDepth:
+    """A ``VideoDepth`` that returns a relative depth computed elsewhere (the simulator's video
+    generator, a test, or a ``.npy`` from an offline model): ``rel_depth`` [T,H,W], larger =
+    farther, non-finite = invalid. If its spatial size differs from the video's but the aspect
+    ratio agrees (within ``aspect_tolerance``), it is resized to the video's size."""
+
+    name = "given_video_depth"
+
+    def __init__(self, rel_depth: Float[np.ndarray, "T H W"], *, resize: bool = True,
+                 aspect_tolerance: float = 0.01) -> None:
+        d = np.asarray(rel_depth)
+        if d.ndim != 3 or d.shape[0] < 1 or 0 in d.shape:
+            raise InvalidInput(f"video depth must be [T,H,W], got {list(d.shape)}")
+        if not (np.issubdtype(d.dtype, np.floating) or np.issubdtype(d.dtype, np.integer)):
+            raise InvalidInput(f"video depth must be numeric, got {d.dtype}")
+        self.rel_depth = d.astype(np.float32, copy=False)
+        self.resize = resize
+        self.aspect_tolerance = aspect_tolerance
+
+    @classmethod
+    def from_file(cls, path: str | Path, **kwargs) -> "GivenVideoDepth":
+        """Read a ``.npy`` float [T,H,W] relative depth."""
+        p = Path(path)
+        if not p.is_file():
+            raise InvalidInput(f"video depth file not found: {p}")
+        if p.suffix.lower() != ".npy":
+            raise InvalidInput(f"video depth {p}: expected a .npy file of float [T,H,W]")
+        try:
+            d = np.load(p, allow_pickle=False)
+        except Exception as exc:
+            raise InvalidInput(f"video depth {p} is not a readable .npy ({type(exc).__name__})") from None
+        if d.ndim != 3 or not np.issubdtype(d.dtype, np.floating):
+            raise InvalidInput(f"video depth {p} must be float [T,H,W], got {d.dtype} {list(d.shape)}")
+        return cls(d, **kwargs)
+
+    def __call__(self, video: VideoLike) -> Float[np.ndarray, "T H W"]:
+        import cv2
+
+        frames = video_frames(video)
+        T, H, W = frames.shape[:3]
+        d = self.rel_depth
+        if d.shape[0] != T:
+            raise InvalidInput(f"video depth has {d.shape[0]} frames but the video has {T}")
+        h, w = d.shape[1:]
+        if (h, w) == (H, W):
+            return d
+        if not self.resize or abs((w / h) / (W / H) - 1.0) > self.aspect_tolerance:
+            raise InvalidInput(f"video depth is {w}x{h} but the video is {W}x{H}"
+                               + ("" if self.resize else " (resizing disabled)"))
+        out = np.empty((T, H, W), np.float32)
+        for t in range(T):
+            bad = ~np.isfinite(d[t])
+            src = np.where(bad, 0.0, d[t]).astype(np.float32)
+            out[t] = cv2.resize(src, (W, H), interpolation=cv2.INTER_LINEAR)
+            if bad.any():
+                # any output pixel whose interpolation touched an invalid one is invalid
+                badr = cv2.resize(bad.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR) > 0
+                out[t][badr] = np.nan
+        return out
+
+
+__all__ = ["GrabCutSegmenter", "sample_query_points", "ClassicalLKTracker", "LucasKanadeTracker", "GivenVideoDepth"]
