@@ -1,0 +1,119 @@
+"""From an ``ObjectFlow`` to what the optimiser tracks: per-point motion, the grasped rigid part,
+its denoised current points, the start ``t*`` / end of the motion, and the time-warped targets.
+
+* Motion per point: 90th percentile over visible frames of the distance to its first
+  visible position (robust to a few bad tracks).
+* Part = flow points within ``part_radius_m`` of the grasp (the seed), then, in
+  ``rigid_consistent`` mode, every flow point whose track agrees with the seed's per-frame
+  rigid motion within ``part_rigid_tol_m`` (mean over its visible frames): this takes the
+  whole drawer front or door panel when only its handle was grasped, and leaves out points
+  that do not move with it (cabinet, table, a second object).
+* Current points: the part's frame-0 positions denoised by the rigid fit (``rigid.rigid_track``).
+* ``t*`` (nearest shape): the frame whose part shape is closest to the current one, moved
+  forward over the static lead-in (a hand reaching before the object moves) while the part
+  stays within ``static_tol_m`` of it. The end is the first frame after which the part no
+  longer moves by more than ``static_tol_m``.
+* Uniform time-warp of frames [t*, t_end] to H steps: linear interpolation of positions;
+  a warped point is visible when both neighbouring frames see it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dream2flow.planning import rigid
+
+
+@dataclass
+class PartMotion:
+    ids: np.ndarray            # [k] flow point indices of the grasped part
+    X0: np.ndarray             # [k,3] denoised current (frame-0) positions, base frame (m)
+    T: np.ndarray              # [T,4,4] per-frame rigid motion of the part (frame 0 -> t)
+    residual: np.ndarray       # [k] mean rigid-fit residual per point (m)
+
+
+def point_motion(P: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """[n] robust motion magnitude (m) of each track."""
+    P = np.asarray(P, dtype=np.float64)
+    V = np.asarray(V, dtype=bool) & np.isfinite(P).all(-1)
+    n = P.shape[1]
+    first = np.argmax(V, axis=0)
+    ref = P[first, np.arange(n)]
+    d = np.linalg.norm(P - ref[None], axis=-1)
+    d = np.where(V, d, np.nan)
+    out = np.zeros(n)
+    seen = V.any(0)
+    if seen.any():
+        out[seen] = np.nanpercentile(d[:, seen], 90, axis=0)
+    return out
+
+
+def first_visible_positions(P: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """[n,3] each track's position in its first visible frame (NaN when never visible)."""
+    V = np.asarray(V, dtype=bool) & np.isfinite(P).all(-1)
+    first = np.argmax(V, axis=0)
+    X = np.asarray(P, dtype=np.float64)[first, np.arange(P.shape[1])]
+    return np.where(V.any(0)[:, None], X, np.nan)
+
+
+def select_part(P: np.ndarray, V: np.ndarray, grasp_pos: np.ndarray, *, radius_m: float, mode: str,
+                tol_m: float) -> PartMotion:
+    """The rigid part that moves with a grasp at ``grasp_pos`` [3] (see the module doc)."""
+    X_first = first_visible_positions(P, V)
+    d = np.linalg.norm(X_first - grasp_pos[None], axis=1)
+    seed = np.flatnonzero(np.nan_to_num(d, nan=np.inf) <= radius_m)
+    if len(seed) < 3:  # grow to the nearest points so that a rigid fit is possible
+        order = np.argsort(np.nan_to_num(d, nan=np.inf), kind="stable")
+        seed = np.sort(order[:min(8, int(np.isfinite(d).sum()))])
+    ids = seed
+    if mode == "rigid_consistent" and len(seed) >= 3:
+        T, X0s, res_seed = rigid.rigid_track(P[:, seed], V[:, seed])
+        # residual of every track under the seed's motion, its frame-0 position fitted by undoing it
+        back = rigid.apply(rigid.invert(T), np.asarray(P, dtype=np.float64))  # [T,n,3]
+        Vf = np.asarray(V, dtype=bool) & np.isfinite(P).all(-1)
+        w = Vf.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            X0_all = np.where(Vf[..., None], back, 0.0).sum(0) / w.sum(0)[:, None]
+            err = np.linalg.norm(rigid.apply(T, X0_all) - P, axis=-1)
+            res_all = np.where(Vf, err, 0.0).sum(0) / w.sum(0)
+        tol = max(tol_m, 2.5 * float(np.nanmedian(res_seed)) if np.isfinite(res_seed).any() else tol_m)
+        ok = np.nan_to_num(res_all, nan=np.inf) <= tol
+        ids = np.flatnonzero(ok) if ok[seed].sum() >= 3 else seed
+    T, X0, res = rigid.rigid_track(P[:, ids], V[:, ids])
+    keep = np.isfinite(X0).all(1)
+    return PartMotion(ids=ids[keep], X0=X0[keep], T=T, residual=res[keep])
+
+
+def motion_window(T: np.ndarray, X0: np.ndarray, static_tol_m: float) -> tuple[int, int]:
+    """(t*, t_end) from the part's rigid motion ``T`` [T,4,4] and its current points ``X0`` [k,3]."""
+    disp = np.linalg.norm(rigid.apply(T, X0) - X0[None], axis=-1).mean(1)  # [T] shape distance to now
+    t_star = int(np.argmin(disp))
+    base = disp[t_star]
+    while t_star + 1 < len(disp) and disp[t_star + 1] <= base + static_tol_m:
+        t_star += 1
+    final = rigid.apply(T[-1], X0)
+    to_end = np.linalg.norm(rigid.apply(T, X0) - final[None], axis=-1).mean(1)
+    t_end = len(disp) - 1
+    while t_end - 1 > t_star and to_end[t_end - 1] <= static_tol_m:
+        t_end -= 1
+    if t_end <= t_star:  # nothing moves: keep the whole clip (the plan will hold still)
+        t_star, t_end = 0, len(disp) - 1
+    return t_star, t_end
+
+
+def time_warp(P: np.ndarray, V: np.ndarray, t_start: int, t_end: int, H: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Uniformly resample frames [t_start, t_end] to H steps. Returns (P_H [H,n,3], V_H [H,n],
+    flow_times [H] fractional frame indices)."""
+    P = np.asarray(P, dtype=np.float64)
+    Vf = np.asarray(V, dtype=bool) & np.isfinite(P).all(-1)
+    times = np.linspace(float(t_start), float(t_end), H)
+    i0 = np.floor(times).astype(int)
+    i1 = np.minimum(i0 + 1, P.shape[0] - 1)
+    f = (times - i0)[:, None, None]
+    Pa, Pb = np.nan_to_num(P[i0]), np.nan_to_num(P[i1])
+    PH = (1 - f) * Pa + f * Pb
+    exact = np.isclose(times, i0)[:, None]
+    VH = np.where(exact, Vf[i0], Vf[i0] & Vf[i1])
+    return PH, VH, times
