@@ -109,11 +109,12 @@ def dwell(q: np.ndarray, dt: float, seconds: float) -> np.ndarray:
     return np.repeat(np.asarray(q)[None], m, axis=0)
 
 
-def check_limits(q: np.ndarray, dt: float, limits: "RobotLimits") -> None:
-    """Raise PlanningFailed naming the first broken position / velocity / acceleration limit."""
-    pos = limits.check_q(q)
+def check_limits(q: np.ndarray, dt: float, limits: "RobotLimits", margin_rad: float = 0.0) -> None:
+    """Raise PlanningFailed naming the first broken position (with ``margin_rad`` inside the
+    limits) / velocity / acceleration limit."""
+    pos = limits.check_q(q, margin_rad)
     if pos:
-        raise PlanningFailed(f"plan breaks a joint position limit: {pos[0]}")
+        raise PlanningFailed(f"plan breaks a joint position limit (with {margin_rad:.2f} rad margin): {pos[0]}")
     v, a = diffs(q, dt)
     for arr, lim, what, unit in ((v, limits.dq_max, "velocity", "rad/s"), (a, limits.ddq_max, "acceleration", "rad/s^2")):
         ratio = np.abs(arr) / lim[None]

@@ -31,7 +31,9 @@ class PlannerConfig:
     w_vel: float = 1.0                # sum_j (q[t]-q[t-1])^2
     w_acc: float = 10.0               # sum_j (q[t+1]-2q[t]+q[t-1])^2 (start and end at rest)
     w_limit: float = 1.0e3            # squared hinge beyond q_min/q_max -/+ limit_margin_rad
-    limit_margin_rad: float = 0.05
+    limit_margin_rad: float = 0.10    # soft: the solver keeps this far inside the limits
+    safety_margin_rad: float = 0.05   # hard: a plan closer than this to a limit is rejected; must be ≥ the
+                                      # control loop's joint_margin_rad (hw/robot/control.toml), which refuses it too
     w_rest: float = 1.0e-3            # pull towards the grasp configuration (reachability/rest)
     w_orient: float = 0.0             # keep the TCP orientation of the grasp (off by default)
     traj_max_iters: int = 40          # LM iterations (upper bound; stops early when converged)

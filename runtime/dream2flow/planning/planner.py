@@ -298,7 +298,7 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
             if peb[0] <= cfg.ik_tol_pos_m and reb[0] <= cfg.ik_tol_rot_rad:
                 try:
                     seg_ret = assemble.cartesian_segment(T_end, T_back, q_end, qb[0], dt, limits, cfg, "retreat")
-                    assemble.check_limits(seg_ret, dt, limits)
+                    assemble.check_limits(seg_ret, dt, limits, cfg.safety_margin_rad)
                     segs.append(seg_ret[1:])
                     retreat = "done"
                 except PlanningFailed as exc:  # Unreachable is a PlanningFailed
@@ -311,7 +311,7 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
     gripper[k_close:] = 1.0
     if k_open is not None:
         gripper[k_open:] = 0.0
-    assemble.check_limits(q, dt, limits)
+    assemble.check_limits(q, dt, limits, cfg.safety_margin_rad)
     tcp_z = fk_tcp_np(q)[:, 2, 3]
     if tcp_z.min() < 0.0:
         raise PlanningFailed(f"the gripper would go below the table (TCP z = {tcp_z.min():.3f} m at "
