@@ -140,9 +140,11 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
                     raise ExecutionFailed(res.reason)
                 return res
 
-            runner.run("execute", _execute)
-            if method_out is not None and frames:
-                _write_mp4(method_out / "execution.mp4", frames, fps=10.0)
+            try:
+                runner.run("execute", _execute)
+            finally:  # a failed run's video is the most useful picture of all
+                if method_out is not None and frames:
+                    _write_mp4(method_out / "execution.mp4", frames, fps=10.0)
             stage = "check"
             outcome = runner.run("check", run_env.success)
             failure = None if outcome.success else ("grasp" if _object_never_moved(outcome) else "execution")

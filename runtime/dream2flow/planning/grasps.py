@@ -297,7 +297,8 @@ def rank_grasps(grasps: list[Grasp], flow_points0: np.ndarray, motion: np.ndarra
     centres = np.array([g.T_base_grasp[:3, 3] for g in grasps])
     scores = np.array([g.score for g in grasps])
     if thumb_point is not None:
-        key = np.linalg.norm(centres - thumb_point[None], axis=1) - 0.02 * scores
+        # 6 cm of distance ≙ one unit of score: near the thumb, but a clean grasp over a diagonal one
+        key = np.linalg.norm(centres - thumb_point[None], axis=1) - 0.06 * scores
         return [int(i) for i in np.argsort(key, kind="stable")]
     ok = np.isfinite(flow_points0).all(1)
     d = np.linalg.norm(centres[:, None, :] - np.where(ok[:, None], flow_points0, 1e9)[None], axis=2)
