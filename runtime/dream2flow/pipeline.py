@@ -122,6 +122,8 @@ def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = N
         raise InvalidInput(f"unknown method '{inputs.method}' (choose from {', '.join(METHODS)})")
     runner = _StageRunner(progress, cancel)
     out = Path(out_dir) if out_dir else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     artifacts: dict[str, str] = {}
     flow = plan = execution = None
     try:
@@ -157,9 +159,8 @@ def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = N
             return res
 
         execution = runner.run("execute", _execute)
-        if out is not None and getattr(execution, "command_log", None) is not None:
-            np.save(out / "command_log.npy", np.asarray(execution.command_log))
-            artifacts["command_log"] = str(out / "command_log.npy")
+        if out is not None:
+            artifacts["command_log"] = str(execution.save_log(out / "command_log.npz"))
     except Dream2FlowError as exc:
         return TaskOutcome(False, exc.stage, exc.message, runner.stages, flow, plan, execution, artifacts,
                            error_kind=type(exc).__name__, error_code=exc.grpc_code)
