@@ -35,5 +35,6 @@ shift || true
 case "$cmd" in
   demo) exec .venv/bin/dream2flow demo "$@" ;;
   test) exec .venv/bin/python -m pytest -q "$@" ;;
-  *) echo "usage: bash dev.sh demo|test [args]" >&2; exit 2 ;;
+  setup) echo "dev.sh: .venv is ready" ;;
+  *) echo "usage: bash dev.sh demo|test|setup [args]" >&2; exit 2 ;;
 esac
