@@ -49,39 +49,15 @@ class CalibrationFailed(PerceptionFailed):
 
 
 # --------------------------------------------------------------------------- kinematics
-PANDA_A = (0.0, 0.0, 0.0, 0.0825, -0.0825, 0.0, 0.088)
-PANDA_D = (0.333, 0.0, 0.316, 0.0, 0.384, 0.0, 0.0)
-PANDA_ALPHA = (0.0, -math.pi / 2, math.pi / 2, math.pi / 2, -math.pi / 2, math.pi / 2, math.pi / 2)
-PANDA_FLANGE_D = 0.107
-PANDA_TCP_D = 0.1034
-
-
 def panda_fk(q: np.ndarray, frame: str = "tcp") -> np.ndarray:
-    """Panda forward kinematics (modified DH, Craig): joints [...,7] rad -> ``T_base_frame``
-    [...,4,4] for ``frame`` ``"flange"`` (link 7 · Tz(0.107)) or ``"tcp"`` (flange ·
-    Rz(−π/4) · Tz(0.1034))."""
-    q = np.asarray(q, dtype=np.float64)
-    batch = q.shape[:-1]
-    T = np.broadcast_to(np.eye(4), batch + (4, 4)).copy()
+    """Panda forward kinematics: joints [...,7] rad -> ``T_base_frame`` [...,4,4] for ``frame``
+    ``"flange"`` or ``"tcp"`` (the control layer's NumPy FK: one kinematic model for the whole runtime)."""
+    from dream2flow.control.kinematics import fk_links
 
-    def link(a: float, d: float, alpha: float, theta: np.ndarray) -> np.ndarray:
-        ca, sa = math.cos(alpha), math.sin(alpha)
-        ct, st = np.cos(theta), np.sin(theta)
-        M = np.zeros(theta.shape + (4, 4))
-        M[..., 0, 0], M[..., 0, 1], M[..., 0, 3] = ct, -st, a
-        M[..., 1, 0], M[..., 1, 1], M[..., 1, 2], M[..., 1, 3] = st * ca, ct * ca, -sa, -sa * d
-        M[..., 2, 0], M[..., 2, 1], M[..., 2, 2], M[..., 2, 3] = st * sa, ct * sa, ca, ca * d
-        M[..., 3, 3] = 1.0
-        return M
-
-    for j in range(7):
-        T = T @ link(PANDA_A[j], PANDA_D[j], PANDA_ALPHA[j], q[..., j])
-    T = T @ link(0.0, PANDA_FLANGE_D, 0.0, np.zeros(batch))
-    if frame == "flange":
-        return T
-    if frame != "tcp":
+    index = {"flange": 7, "tcp": 8}.get(frame)
+    if index is None:
         raise InvalidInput(f"unknown frame {frame!r} (flange or tcp)")
-    return T @ link(0.0, PANDA_TCP_D, 0.0, np.full(batch, -math.pi / 4))
+    return fk_links(np.asarray(q, dtype=np.float64))[..., index, :, :]
 
 
 # --------------------------------------------------------------------------- data

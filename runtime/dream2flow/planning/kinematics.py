@@ -114,33 +114,12 @@ def fk_tcp_Rp(q: "Float[jax.Array, '7']", tcp: bool = True):
 
 
 # ----------------------------------------------------------------------------- NumPy
-def _np_rx(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-
 def fk_links_np(q: "Float[np.ndarray, '... 7']") -> np.ndarray:
-    """NumPy float64 FK: [..., 8, 4, 4] poses of link1..7 and the flange. Vectorised over ``...``."""
-    q = np.asarray(q, dtype=np.float64)
-    batch = q.shape[:-1]
-    T = np.broadcast_to(np.eye(4), batch + (4, 4)).copy()
-    out = []
-    for i in range(7):
-        c, s = np.cos(q[..., i]), np.sin(q[..., i])
-        J = np.zeros(batch + (4, 4))
-        J[..., 0, 0], J[..., 0, 1], J[..., 1, 0], J[..., 1, 1] = c, -s, s, c
-        J[..., 2, 2] = 1.0
-        J[..., 2, 3] = DH_D[i]
-        J[..., 3, 3] = 1.0
-        P = np.eye(4)
-        P[:3, :3] = _np_rx(DH_ALPHA[i])
-        P[0, 3] = DH_A[i]
-        T = T @ P @ J
-        out.append(T)
-    F = np.eye(4)
-    F[2, 3] = FLANGE_D
-    out.append(T @ F)
-    return np.stack(out, axis=-3)
+    """NumPy float64 FK: [..., 8, 4, 4] poses of link1..7 and the flange (the control layer's
+    NumPy FK, so planner and safety layer agree on every pose)."""
+    from dream2flow.control.kinematics import fk_links
+
+    return fk_links(q)[..., :8, :, :]
 
 
 def T_flange_tcp_np() -> np.ndarray:
