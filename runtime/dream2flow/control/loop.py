@@ -182,6 +182,19 @@ def execute_plan(plan: Plan, backend: RobotBackend, *, rate_hz: float | None = N
     return runner.execute(dry_run=dry_run)
 
 
+def preflight(plan: Plan, q_start: np.ndarray, *, rate_hz: float | None = None, config: LoopConfig | None = None,
+              limits: RobotLimits | None = None) -> str | None:
+    """The loop's pre-flight check without a robot: the first violation the safety layer would
+    refuse for ``plan`` started from joints ``q_start`` [7] rad (interpolated stream included),
+    or None. Planners call it so that a plan they return is one the loop will run."""
+    cfg = config or load_loop_config()
+    lim = limits or load_robot_limits()
+    rate = float(rate_hz if rate_hz is not None else cfg.rate_hz)
+    q_start = np.asarray(q_start, dtype=np.float64)
+    stream = sample_stream(build_trajectory(plan, q_start, lim, cfg), rate)
+    return SafetyLayer(lim, cfg).check_stream(stream.t_s, stream.q, q_start, cfg.start_tolerance_rad, 1.0 / rate)
+
+
 def replay_log(log_: CommandLog, backend: RobotBackend, *, rate_hz: float | None = None, dry_run: bool = False,
                config: LoopConfig | None = None, stop_event: threading.Event | None = None,
                on_tick: OnTick | None = None, realtime: bool = False, limits: RobotLimits | None = None,

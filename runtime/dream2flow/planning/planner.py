@@ -360,4 +360,28 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
         "seed": cfg.seed,
         "timing": {"grasps_s": t_grasp_s, "solve_s": t_solve_s, "total_s": time.perf_counter() - t_begin},
     }
-    return Plan(q=q, dt_s=dt, gripper=gripper, predicted_points=pred.astype(np.float32), meta=meta)
+    return _fit_to_control_loop(Plan(q=q, dt_s=dt, gripper=gripper, predicted_points=pred.astype(np.float32),
+                                     meta=meta), q0)
+
+
+_DYNAMIC_LIMITS = ("velocity", "acceleration", "jerk")
+
+
+def _fit_to_control_loop(plan: Plan, q0: np.ndarray, max_slowdowns: int = 12) -> Plan:
+    """Return ``plan``, slowed down (larger ``dt_s``, same waypoints) until the control loop's own
+    pre-flight check passes: its interpolation between waypoints can exceed the finite-difference
+    velocity/acceleration the planner checked. A position or workspace violation cannot be fixed by
+    time and is a PlanningFailed; so is a plan still too fast after ``max_slowdowns`` steps."""
+    from dream2flow.control.loop import preflight
+
+    dt0 = float(plan.dt_s)
+    for k in range(max_slowdowns + 1):
+        violation = preflight(plan, q0)
+        if violation is None:
+            plan.meta["control_preflight"] = {"passed": True, "dt_scale": round(plan.dt_s / dt0, 6)}
+            return plan
+        if k == max_slowdowns or not any(word in violation for word in _DYNAMIC_LIMITS):
+            break
+        plan = Plan(q=plan.q, dt_s=plan.dt_s * 1.15, gripper=plan.gripper, predicted_points=plan.predicted_points,
+                    meta=plan.meta)
+    raise PlanningFailed(f"the control loop would refuse this plan: {violation}")
