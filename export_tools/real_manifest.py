@@ -1,9 +1,17 @@
 """Writes the committed ``exported_models/manifest.toml``: one entry per real model with its
 official checkpoint, licence, the export command that makes it, and the I/O its export script
-produces -- and NO sha256, ``status = "not exported here"``: the weights were never downloaded in
-this repository, so there is no file to hash. The engine refuses such entries (it cannot verify
-them) and names the export command; running that command replaces the entry with the exported
-file's own signature, sha256 and parity figures.
+produces.
+
+Two kinds of entries:
+
+- the foundation models (detector, segmenter, tracker, video depth, ViTPose hand): NO sha256,
+  ``status = "not exported here"``: their weights were never downloaded in this repository, so
+  there is no file to hash. The engine refuses such entries (it cannot verify them) and names the
+  export command; running that command replaces the entry with the exported file's own
+  signature, sha256 and parity figures.
+- MediaPipe's hand models: exported here from the pinned ``mediapipe`` wheel by
+  ``export_mediapipe_hands.py`` (byte-reproducible); the ONNX files are committed next to the
+  manifest, and their sha256 and parity figures are recorded below (``MEDIAPIPE_EXPORT``).
 
     python export_tools/real_manifest.py            # rewrite exported_models/manifest.toml
 """
@@ -16,14 +24,44 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from export_tools import common  # noqa: E402
+from export_tools import common, export_mediapipe_hands  # noqa: E402
 from dream2flow.perception.manifest import ModelSpec, TensorSpec, write_manifest  # noqa: E402
 
 OUT = common.REPO / "exported_models"
 ABOUT = ("The perception models Dream2Flow Edge serves. Entries without sha256 (status 'not exported here') "
          "list what to export and how: their weights were never downloaded in this repository. Export each with "
          "its export_command on a workstation with torch; that replaces the entry with the file's sha256, I/O "
-         "signature and parity figures. See exported_models/README.md.")
+         "signature and parity figures. Entries with a sha256 (MediaPipe's hand models) were exported here and "
+         "their files are committed in this folder. See exported_models/README.md.")
+
+# What ``export_tools/export_mediapipe_hands.py --out exported_models`` produced (it prints these;
+# the conversion is byte-reproducible, so a re-run must give the same sha256).
+MEDIAPIPE_EXPORT: dict[str, dict] = {
+    "mediapipe_palm_detection_full": {
+        "sha256": "717a9023e6ab113eb6453726c24b3eb137c3a661cde4b198c592c0cfcd44d687",
+        "parity": {"max_abs": 0.0001392364501953125, "mean_abs": 1.3496817038326243e-05,
+                   "bound": 0.0011565065479278566, "ref_max_abs": 128.99046325683594, "atol": 0.001, "rtol": 1e-05,
+                   "samples": 3,
+                   "per_output_max_abs": {"box_regressors": 0.0001392364501953125,
+                                          "score_logits": 3.24249267578125e-05},
+                   "reference": "TFLite (ai-edge-litert 2.3.0)"},
+    },
+    "mediapipe_hand_landmark_full": {
+        "sha256": "9041fe4b821234e1488807a3e385d595c2fb9d757bcc75a699c0357df2644679",
+        "parity": {"max_abs": 0.00026702880859375, "mean_abs": 5.7455097876733083e-05,
+                   "bound": 0.00100023653363809, "ref_max_abs": 175.6060791015625, "atol": 0.001, "rtol": 1e-05,
+                   "samples": 3,
+                   "per_output_max_abs": {"landmarks": 0.00026702880859375, "hand_presence": 1.5459954738616943e-07,
+                                          "handedness": 1.1026859283447266e-06,
+                                          "world_landmarks": 4.842877388000488e-07},
+                   "reference": "TFLite (ai-edge-litert 2.3.0)"},
+    },
+}
+
+
+def mediapipe_specs() -> list[ModelSpec]:
+    return [export_mediapipe_hands.manifest_spec(m, MEDIAPIPE_EXPORT[m.name]["sha256"], MEDIAPIPE_EXPORT[m.name]["parity"])
+            for m in export_mediapipe_hands.MODELS]
 
 
 def t(name: str, dtype: str, *shape: int | str) -> TensorSpec:
@@ -91,7 +129,7 @@ def specs() -> list[ModelSpec]:
                               "thumb_tip_channels": [95, 116], "min_confidence": 0.3, "box_expand": 1.25, "max_batch": 16},
                   trt_profile={"min": {"pixel_values": [1, 3, 256, 192]}, "opt": {"pixel_values": [8, 3, 256, 192]},
                                "max": {"pixel_values": [16, 3, 256, 192]}}, **common_kw),
-    ]
+    ] + mediapipe_specs()
 
 
 def main() -> None:

@@ -40,6 +40,17 @@ def test_check_missing_models_exits_not_ready(capsys: pytest.CaptureFixture[str]
     assert "export_tools/export_depth_anything.py" in cap.err and len(cap.err.strip().splitlines()) == 1
 
 
+def test_check_committed_mediapipe_models(capsys: pytest.CaptureFixture[str]) -> None:
+    """MediaPipe's hand models are real files in the repository: sha256, I/O signature and a run."""
+    code = main(["models", "check", "--providers", "cpu", "--model", "mediapipe_palm_detection_full",
+                 "--model", "mediapipe_hand_landmark_full"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "mediapipe_palm_detection_full (hand_palm_detector): running on CPUExecutionProvider" in out
+    assert "mediapipe_hand_landmark_full (hand_landmarks): running on CPUExecutionProvider" in out
+    assert "models check: 2 models ok" in out
+
+
 def test_check_tiny_models_reports_cpu_fallback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     _need_torch()
     from export_tools.tiny import cached_tiny_set

@@ -18,7 +18,8 @@ Schema (TOML, ``schema = 1``), one ``[[model]]`` table per file::
     [model.trt_profile]: min / opt / max shapes for dynamic inputs ({input: [dims]})
 
 Roles: ``detector``, ``segmenter_encoder``, ``segmenter_decoder``, ``point_tracker``,
-``video_depth``, ``hand_keypoints``.
+``video_depth``, ``hand_keypoints`` (a top-down keypoint model, e.g. ViTPose), ``hand_palm_detector``
+and ``hand_landmarks`` (MediaPipe's two-stage hand models, used together).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ else:  # pragma: no cover - exercised on 3.10
     import tomli as _toml
 
 SCHEMA_VERSION = 1
-ROLES = ("detector", "segmenter_encoder", "segmenter_decoder", "point_tracker", "video_depth", "hand_keypoints")
+ROLES = ("detector", "segmenter_encoder", "segmenter_decoder", "point_tracker", "video_depth", "hand_keypoints",
+         "hand_palm_detector", "hand_landmarks")
 DTYPES = ("float32", "float16", "int64", "int32", "bool", "uint8")
 _ORT_TYPE_TO_DTYPE = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
