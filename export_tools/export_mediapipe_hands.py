@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -145,7 +146,10 @@ def _sha256_bytes(b: bytes) -> str:
 
 
 def fetch_wheel(dest: Path, wheel: Path | None) -> Path:
-    """The pinned wheel: ``wheel`` if given, else ``pip download --no-deps`` into ``dest``."""
+    """The pinned wheel: ``wheel`` if given, else the one already in ``dest``, else ``pip download
+    --no-deps`` into ``dest``; its sha256 is checked in every case."""
+    if wheel is None and (dest / WHEEL).is_file():
+        wheel = dest / WHEEL
     if wheel is None:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"mediapipe=={MEDIAPIPE_VERSION}",
                *PIP_TARGET, "-d", str(dest)]
@@ -173,6 +177,27 @@ def extract(wheel: Path, m: HandModel, dest: Path) -> Path:
     out = dest / Path(m.member).name
     out.write_bytes(data)
     print(f"{m.member}: sha256 ok ({len(data)} bytes)")
+    return out
+
+
+def default_cache_dir() -> Path:
+    """``$D2F_CACHE_DIR/mediapipe`` (default ``~/.cache/dream2flow/mediapipe``): where the wheel is kept
+    for the TFLite parity tests."""
+    root = os.environ.get("D2F_CACHE_DIR") or str(Path.home() / ".cache" / "dream2flow")
+    return Path(root) / "mediapipe"
+
+
+def tflite_files(cache: Path | None = None) -> dict[str, Path]:
+    """{model name: .tflite path}: the two pinned files, extracted (and hash-checked) from the pinned
+    wheel, which is downloaded once into ``cache``. For the ONNX-vs-TFLite parity tests."""
+    cache = Path(cache) if cache else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for m in MODELS:
+        p = cache / Path(m.member).name
+        if not (p.is_file() and sha256_file(p) == m.tflite_sha256):
+            p = extract(fetch_wheel(cache, None), m, cache)
+        out[m.name] = p
     return out
 
 
