@@ -360,3 +360,16 @@ def test_export_names_its_own_environment(tmp_path: Path) -> None:
 
     with pytest.raises(SystemExit, match="requirements-tf2onnx.txt"):
         ex.main(["--out", str(tmp_path)])
+
+
+def test_bench_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/hand_bench.py --quick prints one JSON line per stage (speed is reported, not tested)."""
+    import json
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import hand_bench
+
+    assert hand_bench.main(["--quick", "--frames", "2", "--repeats", "1", "--no-tflite"]) == 0
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines() if s.startswith("{")]
+    assert [d["stage"] for d in lines] == ["palm_detection", "pipeline_single_pass", "pipeline"]
+    assert all(d["median_ms"] > 0 and d["provider"] == "CPUExecutionProvider" for d in lines)
