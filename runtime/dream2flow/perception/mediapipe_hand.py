@@ -14,16 +14,18 @@ options for the full models):
    rotated crop that holds the whole hand.
 3. **Landmarks** (224x224 crop, NHWC float in [0, 1]): 21 (x, y, z) + a hand-presence probability;
    the landmarks are mapped back through the crop's affine transform. Thumb tip = landmark 4.
-
-Why palm first: a palm is rigid and roughly square, so it is detected reliably whatever the
-fingers do; the landmark model then only has to work on an upright, well-framed crop.
-
 4. **Second pass** (``refine``, on by default): the crop MediaPipe's video mode would use for the
    next frame (``landmarks_roi``: from the landmarks, scale 2, centred on the palm and finger
    joints) and the landmarks again. Why: the palm-derived crop can be off-centre; on the drawn
    test hands (development seeds, 312 images) the second pass removed the one gross thumb error
    (50 px; the thumb collapsed onto its base) and lowered the 95th-percentile error from 6.5 to
    6.1 px, for one more landmark inference (~12 ms on a CPU).
+
+Why palm first: a palm is rigid and roughly square, so it is detected reliably whatever the
+fingers do; the landmark model then only has to work on an upright, well-framed crop. Why the
+presence threshold matters: on hand-free textures the palm detector alone scores up to ~0.9; the
+landmark model's hand-presence probability is what rejects those (none passed on 200 development
+images).
 
 Every frame is processed on its own (MediaPipe's "static image" mode plus the second pass): a
 frame's result never depends on the previous one, so a video's thumb track is deterministic frame
@@ -158,10 +160,10 @@ class HandROI:
 
 @dataclass(frozen=True)
 class HandLandmarks:
-    """One hand: ``points`` [21,3] (x, y px in the image; z relative depth in the crop's pixel
-    units, smaller = nearer the camera), ``presence`` in [0, 1], ``handedness`` (MediaPipe's
-    probability that it is a right hand, as seen in a mirrored selfie image), the palm it came
-    from and the crop used."""
+    """One hand: ``points`` [21,3] (x, y px in the image; z depth relative to the wrist in about the
+    same pixel scale, smaller = nearer the camera), ``presence`` in [0, 1], ``handedness``
+    (MediaPipe's score, > 0.5 = "Right" for a mirrored, selfie-view image), the palm it came from
+    and the crop used."""
 
     points: np.ndarray
     presence: float
@@ -365,4 +367,4 @@ class MediaPipeHand:
 
 
 __all__ = ["MediaPipeHand", "HandLandmarks", "HandROI", "Palm", "ssd_anchors", "decode_boxes", "weighted_nms",
-           "hand_roi", "roi_affine", "THUMB_TIP"]
+           "hand_roi", "landmarks_roi", "roi_affine", "ROI_LANDMARKS", "THUMB_TIP"]
