@@ -19,7 +19,7 @@ options for the full models):
    joints) and the landmarks again. Why: the palm-derived crop can be off-centre; on the drawn
    test hands (development seeds, 312 images) the second pass removed the one gross thumb error
    (50 px; the thumb collapsed onto its base) and lowered the 95th-percentile error from 6.5 to
-   6.1 px, for one more landmark inference (~12 ms on a CPU).
+   6.1 px, for one more landmark inference (~7 ms per frame on this project's 2-core CPU).
 
 Why palm first: a palm is rigid and roughly square, so it is detected reliably whatever the
 fingers do; the landmark model then only has to work on an upright, well-framed crop. Why the
