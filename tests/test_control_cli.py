@@ -69,15 +69,24 @@ def test_execute_violating_plan_exits_6_with_one_line(tmp_path: Path, capsys: py
     (["--plan", "missing.npz"], 2, "plan file not found"),
     (["--backend", "kinematic", "--host", "x"], 2, "--host/--mode apply to --backend polymetis only"),
     (["--backend", "kinematic", "--q0", "1,2"], 2, "--q0 must be 7"),
-    (["--backend", "kinematic", "--rate", "5000"], 2, "control rate must be in [1, 1000] Hz"),
-    (["--backend", "polymetis"], 3, "polymetis is not installed"),
+    (["--backend", "kinematic", "--rate", "5000"], 2, "--rate: expected a number in [1, 1000] Hz"),
+    (["--backend", "kinematic", "--rate", "nan"], 2, "--rate: expected a finite number"),
+    (["--backend", "kinematic", "--task", "open_oven"], 2, "--task/--seed apply to --backend mujoco only"),
+    (["--backend", "polymetis"], 2, "moves a real arm: clear the workspace, keep the e-stop in reach, then re-run "
+                                    "with --yes"),
+    (["--backend", "polymetis", "--yes"], 3, "polymetis is not installed"),
+    (["--backend", "polymetis", "--dry-run"], 3, "polymetis is not installed"),   # a dry run moves nothing
 ])
 def test_execute_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
                         argv_tail: list[str], code: int, fragment: str) -> None:
     monkeypatch.setitem(sys.modules, "polymetis", None)
     plan = _plan_file(tmp_path)
     argv = ["execute"] + (["--plan", str(plan)] if "--plan" not in argv_tail else []) + argv_tail
-    assert main(argv) == code
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse refuses an option's value itself (one line, exit 2)
+        rc = exc.code
+    assert rc == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0], err
 
@@ -109,3 +118,36 @@ def test_execute_on_mujoco(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
                  "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["ok"] and summary["backend"] == "mujoco" and summary["max_tracking_error_rad"] < 0.02
+
+
+def test_long_move_to_start_is_refused_before_anything_moves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's 8.6 s joint-space swing to the plan's start: refused with the reason (exit 6)."""
+    plan = _plan_file(tmp_path)
+    assert main(["execute", "--plan", str(plan), "--q0=-2.5,-0.3,1.5,-1.5,-1.5,2.5,-2.0", "--dry-run"]) == 6
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "move-to-start refused: joint 7 would travel 2.785 rad" in err[0] and "8.6 s" in err[0]
+    assert "start_max_joint_distance_rad" in err[0] and "nothing was sent" in err[0]
+    # a short one (0.1 rad) still runs
+    assert main(["execute", "--plan", str(plan), "--q0", ",".join(str(x) for x in LIM.q_ready + 0.1)]) == 0
+
+
+def test_hw_folder_without_control_toml_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from dream2flow.config import shipped_hw_dir
+    from dream2flow.control.settings import LoopConfig, load_loop_config
+
+    plan = _plan_file(tmp_path)
+    cell = tmp_path / "cell"
+    (cell / "robot").mkdir(parents=True)
+    monkeypatch.setenv("D2F_HW_DIR", str(shipped_hw_dir()))   # restored after the test (--hw-dir sets it)
+    assert main(["execute", "--plan", str(plan), "--hw-dir", str(cell)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"the hw folder {cell.resolve()}" in err[0] and "has no robot/control.toml" in err[0]
+    # the built-in defaults only when asked for, and they equal the shipped file
+    monkeypatch.delenv("D2F_HW_DIR", raising=False)
+    assert load_loop_config(defaults=True) == LoopConfig() == load_loop_config()
+    (cell / "robot" / "control.toml").write_text("[safety]\nmax_deviation_rad = 0.05\n")
+    assert main(["execute", "--plan", str(plan), "--hw-dir", str(cell)]) == 0
+    assert load_loop_config().max_deviation_rad == 0.05       # --hw-dir is the process's folder now
+    assert main(["--hw-dir", str(tmp_path / "nope"), "execute", "--plan", str(plan)]) == 2
+    assert "hw folder not found" in capsys.readouterr().err

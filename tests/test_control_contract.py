@@ -146,7 +146,7 @@ def test_executes_a_plan_within_tolerance(case: Case) -> None:
     q = q0 + prof[:, None] * np.array([0.15, -0.1, 0.1, 0.15, -0.15, 0.1, 0.2])
     plan = Plan(q=q, dt_s=dt, gripper=np.zeros(H), predicted_points=np.zeros((H, 1, 3)))
     rate = 50.0 if not b.simulated else 100.0
-    r = execute_plan(plan, b, rate_hz=rate, config=LoopConfig(settle_s=0.5), pacer=case.pacer)
+    r = execute_plan(plan, b, rate_hz=rate, config=LoopConfig(settle_s=0.5), pacer=case.pacer, consent=True)
     assert r.ok, r.reason
     assert r.max_tracking_error_rad < case.tol, r.tracking_error_per_joint_rad
     assert r.final_error_rad < case.tol
@@ -166,7 +166,7 @@ def test_mujoco_runs_are_bit_identical_and_grasp_events_reach_the_sim(monkeypatc
         g = np.zeros(H)
         g[10:] = 1
         plan = Plan(q=q, dt_s=dt, gripper=g, predicted_points=np.zeros((H, 1, 3)))
-        r = execute_plan(plan, b, rate_hz=100.0)
+        r = execute_plan(plan, b, rate_hz=100.0, consent=True)
         assert r.ok, r.reason
         assert r.max_tracking_error_rad < MUJOCO_TRACKING_TOL_RAD
         assert b.state().gripper_width_m < 0.02                      # the fingers closed (nothing between them)

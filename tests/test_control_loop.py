@@ -259,6 +259,46 @@ def test_declared_tracking_lag_widens_the_deviation_check() -> None:
     assert not r2.ok and "lag allowance" in r2.reason
 
 
+def top_speed_plan(fraction: float = 0.86) -> Plan:
+    """Joint 1 swings 1.2 rad along a min-jerk profile whose peak speed is ``fraction`` of Franka's
+    velocity limit (just under the loop's 0.9), the other joints still."""
+    D = 1.2
+    T = 1.875 * D / (fraction * LIM.dq_max[0])
+    dt = 0.02
+    s = np.linspace(0.0, 1.0, int(round(T / dt)) + 1)
+    q = np.repeat(LIM.q_ready[None], len(s), axis=0)
+    q[:, 0] += D * (10 * s ** 3 - 15 * s ** 4 + 6 * s ** 5)
+    H = len(s)
+    return Plan(q=q, dt_s=T / (H - 1), gripper=np.zeros(H), predicted_points=np.zeros((H, 1, 3)))
+
+
+def test_deviation_cap_holds_at_top_speed() -> None:
+    """A backend that declares a large lag (Polymetis streaming: Kqd/Kq x velocity) widens the
+    deviation check with speed, but never beyond ``deviation_cap_rad``: an arm lagging ~0.5 rad
+    at top speed is stopped once it is 0.2 rad off, whatever it declared."""
+    plan = top_speed_plan()
+    rate = 100.0
+    v_peak = np.abs(np.diff(plan.q[:, 0])).max() / plan.dt_s
+    assert 0.8 * LIM.dq_max[0] < v_peak <= 0.9 * LIM.dq_max[0]  # at the loop's top speed
+
+    def lagging() -> KinematicBackend:
+        b = KinematicBackend(LIM.q_ready, tau_s=0.15)        # trails a ramp by ~0.15 s x 1.9 rad/s = 0.28 rad
+        b.tracking_lag_s = 10.0                               # type: ignore[attr-defined]  claims far more
+        return b
+
+    # without the cap, the declared allowance (0.1 + 10 s x the commanded speed) lets the whole run through
+    uncapped = execute_plan(plan, lagging(), rate_hz=rate, config=CFG.replace(deviation_cap_rad=5.0, settle_s=2.0))
+    assert uncapped.ok and uncapped.max_tracking_error_rad > 0.22
+    # with it: stopped as soon as the deviation passes the cap, nothing sent after
+    b = lagging()
+    r = execute_plan(plan, b, rate_hz=rate)
+    assert not r.ok and r.failure == "safety" and f"capped at {CFG.deviation_cap_rad:g} rad" in r.reason, r.reason
+    one_tick = LIM.dq_max[0] / rate                           # the most the gap can grow in one period
+    assert CFG.deviation_cap_rad < r.max_tracking_error_rad <= CFG.deviation_cap_rad + one_tick
+    assert r.commands_sent < len(uncapped.command_log) and b.commands_after_stop == 0
+    assert after(b.call_names(), "command_joint_positions")[-1] == "stop"
+
+
 def test_on_tick_exception_stops_safely() -> None:
     b = KinematicBackend(LIM.q_ready)
 

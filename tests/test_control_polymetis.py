@@ -24,8 +24,18 @@ import pytest
 from dream2flow.config import load_robot_limits
 from dream2flow.control.backends import make_backend
 from dream2flow.control.backends.polymetis import FRANKA_KQ, FRANKA_KQD, NOT_INSTALLED, PolymetisBackend, PolymetisConfig
-from dream2flow.control.loop import execute_plan, replay_log
-from dream2flow.control.command_log import CommandLog
+from dream2flow.control.loop import execute_plan as _execute_plan
+from dream2flow.control.loop import replay_log as _replay_log
+
+
+# Every run below moves the (simulated) real arm: each one is given the operator's consent (--yes).
+def execute_plan(*args: Any, **kwargs: Any) -> Any:
+    return _execute_plan(*args, consent=True, **kwargs)
+
+
+def replay_log(*args: Any, **kwargs: Any) -> Any:
+    return _replay_log(*args, consent=True, **kwargs)
+from dream2flow.control.command_log import LOG_DTYPE, CommandLog
 from dream2flow.control.settings import LoopConfig
 from dream2flow.errors import NotReady
 from dream2flow.types import Plan
@@ -497,6 +507,28 @@ def test_rate_above_the_stream_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -
 
     with pytest.raises(InvalidInput, match="at most 100 Hz"):
         execute_plan(small_plan(), PolymetisBackend(PolymetisConfig()), rate_hz=200)
+
+
+def test_real_arm_needs_consent_before_anything_is_connected(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dream2flow.control.backends import backend_moves_real_arm
+    from dream2flow.errors import InvalidInput
+
+    w = install_polymetis_double(monkeypatch, World())
+    assert backend_moves_real_arm("polymetis") and not backend_moves_real_arm("kinematic")
+    for run in (lambda b: _execute_plan(small_plan(), b, rate_hz=50, config=fast_cfg()),
+                lambda b: _replay_log(CommandLog(np.zeros(0, LOG_DTYPE), 50.0), b, config=fast_cfg())):
+        with pytest.raises(InvalidInput, match="moves a real arm: .* re-run with --yes"):
+            run(PolymetisBackend(PolymetisConfig()))
+    assert w.calls == []                                    # refused before connecting
+    # the cell's own consent flag (control.toml [safety] real_arm_consent) is consent too
+    pacer = FakePacer()
+    w.clock = pacer.now
+    r = _execute_plan(small_plan(), PolymetisBackend(PolymetisConfig()), rate_hz=50,
+                      config=fast_cfg(real_arm_consent=True), pacer=pacer)
+    assert r.ok, r.reason
+    # a dry run moves nothing and needs no consent
+    assert _execute_plan(small_plan(), PolymetisBackend(PolymetisConfig()), rate_hz=50, config=fast_cfg(),
+                         dry_run=True).ok
 
 
 def test_replay_streams_the_log_again(monkeypatch: pytest.MonkeyPatch) -> None:

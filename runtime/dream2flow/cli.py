@@ -39,10 +39,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dream2flow {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    parser.add_argument("--hw-dir", metavar="DIR", help=HW_DIR_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser)
     for name in COMMANDS:
         importlib.import_module(f"dream2flow.commands.{name}").register(sub)
+    for leaf in _leaf_parsers(sub):
+        if "--hw-dir" not in leaf._option_string_actions:
+            leaf.add_argument("--hw-dir", metavar="DIR", default=argparse.SUPPRESS, help=HW_DIR_HELP)
     return parser
+
+
+HW_DIR_HELP = ("configuration folder (robot/control.toml, robot/polymetis.toml, cameras/...; env D2F_HW_DIR; "
+               "default: the defaults shipped with dream2flow)")
+
+
+def _leaf_parsers(sub: argparse._SubParsersAction) -> list[argparse.ArgumentParser]:
+    """Every parser under ``sub`` that takes options (nested actions included), once each."""
+    out: list[argparse.ArgumentParser] = []
+    seen: set[int] = set()
+    stack = list(sub.choices.values())
+    while stack:
+        p = stack.pop()
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        out.append(p)
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(action.choices.values())
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging(args.verbose)
     try:
+        if getattr(args, "hw_dir", None):
+            from dream2flow.config import set_hw_dir
+
+            set_hw_dir(args.hw_dir)
         code = args.func(args)
         return int(code or 0)
     except Dream2FlowError as exc:

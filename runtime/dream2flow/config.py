@@ -23,12 +23,52 @@ else:  # pragma: no cover - exercised on 3.10 in CI
     import tomli as _toml
 
 
+HW_ENV = "D2F_HW_DIR"
+
+
+def shipped_hw_dir() -> Path:
+    """The default configuration shipped inside the package (``dream2flow/hw``, package data;
+    in a source checkout a link to the repository's ``hw/``). Franka's published limits, the
+    conservative control defaults, the simulator's camera and the examples."""
+    return (Path(__file__).resolve().parent / "hw").resolve()
+
+
 def hw_dir() -> Path:
-    """The ``hw/`` folder: ``$D2F_HW_DIR`` if set, else the repository's (editable install)."""
-    env = os.environ.get("D2F_HW_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "hw"
+    """The configuration folder in use: ``--hw-dir`` / ``$D2F_HW_DIR`` when given (the robot
+    cell's own folder), else the shipped defaults (``shipped_hw_dir``)."""
+    env = os.environ.get(HW_ENV)
+    return Path(env).expanduser() if env else shipped_hw_dir()
+
+
+def set_hw_dir(path: str | Path) -> Path:
+    """Make ``path`` the configuration folder of this process and of the processes it starts
+    (``--hw-dir`` and the service config's ``[robot] hw_dir`` call this)."""
+    p = Path(path).expanduser().resolve()
+    if not p.is_dir():
+        raise InvalidInput(f"hw folder not found: {p} (--hw-dir / {HW_ENV} must name a folder laid out like the "
+                           f"shipped one: robot/control.toml, cameras/, ...; shipped defaults: {shipped_hw_dir()})")
+    os.environ[HW_ENV] = str(p)
+    _LIMITS_CACHE.clear()
+    return p
+
+
+def hw_file(relative: str, *, shipped_fallback: bool = False) -> Path:
+    """``relative`` (e.g. ``robot/control.toml``) inside the configuration folder. A file the cell
+    owns (control, Polymetis, robot, camera files) must be in the folder in use: a missing one is
+    an error that names the folder. ``shipped_fallback`` is for facts that are not the cell's
+    (Franka's published limits, the URDF, the simulator's camera): the shipped copy is used when
+    the cell's folder has none."""
+    base = hw_dir()
+    p = base / relative
+    if p.is_file():
+        return p
+    shipped = shipped_hw_dir() / relative
+    if shipped_fallback and shipped.is_file():
+        return shipped
+    how = (f"the hw folder {base} (from --hw-dir / {HW_ENV}) has no {relative}: copy it from the shipped defaults "
+           f"({shipped}) and adjust it to the cell") if base != shipped_hw_dir() else \
+        f"the shipped configuration has no {relative} (a broken install? reinstall dream2flow)"
+    raise InvalidInput(how)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -166,7 +206,7 @@ _LIMITS_CACHE: dict[str, RobotLimits] = {}
 
 def load_robot_limits(path: str | Path | None = None) -> RobotLimits:
     """Limits from ``path`` or the default ``hw/robot/panda_limits.toml`` (cached per path)."""
-    p = str(Path(path) if path else hw_dir() / "robot" / "panda_limits.toml")
+    p = str(Path(path) if path else hw_file("robot/panda_limits.toml", shipped_fallback=True))
     if p not in _LIMITS_CACHE:
         _LIMITS_CACHE[p] = robot_limits_from_dict(load_toml(p), where=p)
     return _LIMITS_CACHE[p]

@@ -74,6 +74,8 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
     from dream2flow.control.loop import execute_plan
     from dream2flow.flow.extract import extract_flow
     from dream2flow.planning import plan_from_flow
+    from dream2flow.provenance import KEY as PROVENANCE
+    from dream2flow.provenance import sim_provenance
 
     for m in methods:
         if m not in METHODS:
@@ -116,6 +118,7 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
             plan = runner.run("plan", lambda: plan_from_flow(flow, observation, q0=env.q_home, method=method,
                                                              object_mask=flow_result.mask,
                                                              thumb_px=_thumb_at_start(generated.thumb_px)))
+            plan.meta[PROVENANCE] = sim_provenance(task, seed)
             if method_out is not None:
                 from dream2flow.planning.pictures import write_plan_png
 

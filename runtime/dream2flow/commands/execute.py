@@ -9,21 +9,28 @@ Execute plan.npz on a robot backend through the deterministic control loop: move
 time-indexed cubic interpolation, safety checks before every command (joint limits with margin,
 velocity/acceleration/jerk, workspace box, measured-vs-commanded deviation), watchdog and e-stop
 (Ctrl-C). The whole command stream is checked before the first command: a plan that breaks a
-limit sends nothing. Settings: hw/robot/control.toml (loop, safety, watchdog) and
-hw/robot/polymetis.toml; --config FILE overrides them with [loop] [safety] [watchdog] [polymetis]
-tables.
+limit sends nothing, and so does a move-to-start beyond [loop] start_max_joint_distance_rad /
+start_max_duration_s. Settings: robot/control.toml (loop, safety, watchdog) and robot/polymetis.toml
+of the hw folder (--hw-dir / D2F_HW_DIR, default the shipped one); --config FILE overrides them
+with [loop] [safety] [watchdog] [polymetis] tables.
 
-exit codes: 0 done, 2 bad input, 3 robot not ready, 6 safety violation (motion stopped or never
-started), 7 execution failed (backend error, stale state, e-stop)."""
+A backend that moves a real arm (polymetis) needs --yes (or [safety] real_arm_consent = true).
+In simulation (mujoco) the plan runs in the scene it was made for (recorded in the plan by
+`sim render` inputs, demo and eval); --task/--seed naming another scene are refused.
+
+exit codes: 0 done, 2 bad input (no consent, wrong scene), 3 robot not ready, 6 safety violation
+(motion stopped or never started), 7 execution failed (backend error, stale state, e-stop)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from dream2flow.commands import float_in, seed_type
+
     p = sub.add_parser("execute", help="stream a plan to a robot backend through the safe control loop",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--plan", required=True, metavar="PLAN.npz", help="plan file (q [H,7] rad, dt_s, gripper [H])")
     p.add_argument("--backend", choices=("kinematic", "mujoco", "polymetis"), default="kinematic",
                    help="robot backend (default: kinematic)")
-    p.add_argument("--rate", type=float, default=None, metavar="HZ",
+    p.add_argument("--rate", type=float_in(1.0, 1000.0, "Hz"), default=None, metavar="HZ",
                    help="control rate (default: polymetis.toml rate_hz for polymetis, else control.toml rate_hz)")
     p.add_argument("--dry-run", action="store_true",
                    help="connect, read the state and check the whole command stream; send nothing")
@@ -34,8 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=None, help="polymetis: server host (overrides polymetis.toml)")
     p.add_argument("--mode", choices=("stream", "trajectory"), default=None,
                    help="polymetis: stream targets per tick, or send the resampled trajectory once")
-    p.add_argument("--task", default=None, help="mujoco: simulation task scene (default: the first task)")
-    p.add_argument("--seed", type=int, default=0, help="mujoco: scene seed (default 0)")
+    p.add_argument("--task", default=None, help="mujoco: simulation task scene (default: the plan's recorded scene)")
+    p.add_argument("--seed", type=seed_type(), default=None,
+                   help="mujoco: scene seed (default: the plan's recorded seed, else 0)")
+    p.add_argument("--yes", action="store_true",
+                   help="consent to move a real arm (polymetis): workspace clear, e-stop in reach")
     p.add_argument("--q0", default=None, metavar="q1,...,q7",
                    help="kinematic: start joints (default: the plan's first waypoint)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line at the end")
@@ -58,12 +68,11 @@ def _parse_q0(text: str):
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import math
     import signal
     import threading
 
     from dream2flow.control.backends import make_backend
-    from dream2flow.control.loop import execute_plan
+    from dream2flow.control.loop import check_consent, execute_plan
     from dream2flow.control.settings import load_loop_config
     from dream2flow.errors import InvalidInput
     from dream2flow.log import progress
@@ -73,22 +82,31 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_loop_config(args.config)
     if args.backend != "polymetis" and (args.host or args.mode):
         raise InvalidInput("--host/--mode apply to --backend polymetis only")
+    if args.backend != "mujoco" and (args.task or args.seed is not None):
+        raise InvalidInput("--task/--seed apply to --backend mujoco only")
     if args.backend != "kinematic" and args.q0:
         raise InvalidInput("--q0 applies to --backend kinematic only (other backends report their joints)")
     if args.backend == "kinematic":
         backend = make_backend("kinematic", q0=_parse_q0(args.q0) if args.q0 else plan.q[0])
     elif args.backend == "mujoco":
-        backend = make_backend("mujoco", task=args.task, seed=args.seed)
+        from dream2flow import sim
+        from dream2flow.provenance import scene_for_execution
+
+        if args.task is not None and args.task not in sim.TASKS:
+            raise InvalidInput(f"unknown task '{args.task}' (choose from {', '.join(sim.TASKS)})")
+        task, seed, checked = scene_for_execution(plan.meta, args.task, args.seed)
+        if not checked:
+            progress(f"execute: the plan records no simulated scene; running it in {task} seed {seed} unchecked")
+        backend = make_backend("mujoco", task=task, seed=seed)
     else:
         from dream2flow.control.backends.polymetis import load_polymetis_config
 
         backend = make_backend("polymetis", config=load_polymetis_config(args.config), host=args.host, mode=args.mode)
+    check_consent(backend, cfg, args.yes, args.dry_run)
     rate = args.rate
     if rate is None:
         pcfg = getattr(backend, "config", None)
         rate = float(pcfg.rate_hz) if args.backend == "polymetis" and pcfg is not None else cfg.rate_hz
-    if not (math.isfinite(rate) and rate > 0):
-        raise InvalidInput(f"--rate must be a positive number of Hz, got {rate}")
 
     progress(f"execute: plan {args.plan}: {plan.horizon} waypoints, {plan.duration_s:.2f} s; backend {args.backend} "
              f"at {rate:g} Hz{' (dry run)' if args.dry_run else ''}")
@@ -105,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     old = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
     try:
         result = execute_plan(plan, backend, rate_hz=rate, dry_run=args.dry_run, config=cfg,
-                              stop_event=stop_event, on_tick=on_tick)
+                              stop_event=stop_event, on_tick=on_tick, consent=args.yes)
     finally:
         if old is not None:
             signal.signal(signal.SIGINT, old)

@@ -69,12 +69,16 @@ def _read_mask(path: str, shape: tuple[int, int]):
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from dream2flow.config import load_camera
     from dream2flow.io_utils import read_depth, read_rgb, staged_output
     from dream2flow.log import progress
     from dream2flow.planning.config import load_planner_config
     from dream2flow.planning.pictures import write_joints_png, write_plan_png
     from dream2flow.planning.planner import normalise_method, plan_from_flow
+    from dream2flow.provenance import KEY as PROVENANCE
+    from dream2flow.provenance import provenance_from_folder
     from dream2flow.types import RGBD, ObjectFlow
 
     method = normalise_method(args.method)
@@ -87,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     mask = _read_mask(args.mask, rgbd.depth_m.shape) if args.mask else None
     progress(f"planning ({method}): {flow.num_frames} frames x {flow.num_points} points")
     plan = plan_from_flow(flow, rgbd, q0=q0, method=method, object_mask=mask, thumb_px=thumb, config=cfg)
+    prov = provenance_from_folder(Path(args.rgb).parent)
+    if prov is not None:  # inputs of `sim render`: `execute --backend mujoco` runs the plan in that scene only
+        plan.meta[PROVENANCE] = prov
     with staged_output(args.out) as tmp:
         plan.save(tmp / "plan.npz")
         write_plan_png(tmp / "plan.png", plan, flow)

@@ -24,6 +24,11 @@ of commanded velocity on top of ``max_deviation_rad``, for impedance control wit
 feed-forward), ``mode == "trajectory"`` with ``send_trajectory(q[M,7], dq[M,7], hz)`` and
 ``trajectory_hz`` (the whole resampled trajectory is sent once, then the loop only monitors),
 ``finish()`` (called after a successful run, e.g. to end a streaming controller).
+
+Consent. A backend that moves a real arm says so (``moves_real_arm = True``: polymetis, and any
+other real-arm backend). The loop, the one path every motion takes, refuses to run such a backend
+(dry runs excepted) unless the caller passes ``consent=True`` (``--yes``) or the cell's
+``control.toml`` sets ``[safety] real_arm_consent = true``; nothing is connected or sent then.
 """
 
 from __future__ import annotations
@@ -131,6 +136,21 @@ def _check_rate(rate_hz: float, backend: Any) -> float:
     return rate
 
 
+def moves_real_arm(backend: Any) -> bool:
+    """True for a backend that drives a real arm (its ``moves_real_arm`` attribute)."""
+    return bool(getattr(backend, "moves_real_arm", False))
+
+
+def check_consent(backend: Any, config: LoopConfig, consent: bool, dry_run: bool) -> None:
+    """Raise ``InvalidInput`` when ``backend`` would move a real arm without consent (see the
+    module docstring); called before anything is connected or sent."""
+    if dry_run or not moves_real_arm(backend) or consent or config.real_arm_consent:
+        return
+    raise InvalidInput(f"backend '{getattr(backend, 'name', '?')}' moves a real arm: clear the workspace, keep the "
+                       "e-stop in reach, then re-run with --yes (or set [safety] real_arm_consent = true in "
+                       f"{config.source} for an unattended cell)")
+
+
 def _initial_state(backend: Any) -> Any:
     try:
         backend.connect()
@@ -149,23 +169,27 @@ def _initial_state(backend: Any) -> Any:
 def execute_plan(plan: Plan, backend: RobotBackend, *, rate_hz: float | None = None, dry_run: bool = False,
                  config: LoopConfig | None = None, stop_event: threading.Event | None = None,
                  on_tick: OnTick | None = None, realtime: bool = False, limits: RobotLimits | None = None,
-                 pacer: Any = None) -> ExecutionResult:
+                 pacer: Any = None, consent: bool = False) -> ExecutionResult:
     """Execute ``plan`` on ``backend`` through the safety layer (module docstring).
 
     ``rate_hz`` defaults to ``config.rate_hz`` (``hw/robot/control.toml``). ``dry_run``: connect and
     read the state, build and pre-flight-check the stream, send nothing (the result's log holds
     what would be sent). ``stop_event``: set it from any thread to e-stop (takes effect within one
     period). ``on_tick(tick, t_s, backend)`` runs after each command. ``realtime`` paces a simulated
-    backend on the wall clock too (benchmarks). ``pacer``: clock/wait object (tests).
-    Raises ``NotReady`` (cannot connect/read state) or ``InvalidInput`` (bad rate); every other
-    failure is a result with ``ok=False``."""
+    backend on the wall clock too (benchmarks). ``pacer``: clock/wait object (tests). ``consent``:
+    the operator's ``--yes`` for a real-arm backend (module docstring).
+    Raises ``NotReady`` (cannot connect/read state) or ``InvalidInput`` (bad rate, no consent);
+    every other failure is a result with ``ok=False``."""
     if not isinstance(plan, Plan):
         raise InvalidInput(f"execute_plan needs a Plan, got {type(plan).__name__}")
     cfg = config or load_loop_config()
+    check_consent(backend, cfg, consent, dry_run)
     rate = _check_rate(rate_hz if rate_hz is not None else cfg.rate_hz, backend)
     lim = limits or load_robot_limits()
     st0 = _initial_state(backend)
     traj = build_trajectory(plan, st0.q, lim, cfg)
+    safety = SafetyLayer(lim, cfg)
+    refused = safety.check_start(st0.q, plan.q[0], traj.start_segment_s)
     stream = sample_stream(traj, rate)
     trajectory_mode = getattr(backend, "mode", "stream") == "trajectory" and hasattr(backend, "send_trajectory")
     meta = {"backend": getattr(backend, "name", "?"), "mode": "trajectory" if trajectory_mode else "stream",
@@ -176,7 +200,9 @@ def execute_plan(plan: Plan, backend: RobotBackend, *, rate_hz: float | None = N
         hz = float(getattr(backend, "trajectory_hz", 1000.0))
         dq_, dv_ = dense_trajectory(traj, hz)
         dense = (dq_, dv_, hz)
-    runner = _Runner(backend, stream, SafetyLayer(lim, cfg), cfg, q_rest=np.asarray(st0.q, dtype=np.float64),
+    if refused is not None:
+        return _failed_preflight(f"pre-flight: {refused}; nothing was sent", rate, backend, meta)
+    runner = _Runner(backend, stream, safety, cfg, q_rest=np.asarray(st0.q, dtype=np.float64),
                      stop_event=stop_event, on_tick=on_tick, realtime=realtime, pacer=pacer, dense=dense,
                      open_width_m=lim.gripper_max_width_m, meta=meta, q_final=plan.q[-1])
     return runner.execute(dry_run=dry_run)
@@ -191,18 +217,24 @@ def preflight(plan: Plan, q_start: np.ndarray, *, rate_hz: float | None = None, 
     lim = limits or load_robot_limits()
     rate = float(rate_hz if rate_hz is not None else cfg.rate_hz)
     q_start = np.asarray(q_start, dtype=np.float64)
-    stream = sample_stream(build_trajectory(plan, q_start, lim, cfg), rate)
-    return SafetyLayer(lim, cfg).check_stream(stream.t_s, stream.q, q_start, cfg.start_tolerance_rad, 1.0 / rate)
+    traj = build_trajectory(plan, q_start, lim, cfg)
+    safety = SafetyLayer(lim, cfg)
+    refused = safety.check_start(q_start, plan.q[0], traj.start_segment_s)
+    if refused is not None:
+        return refused
+    stream = sample_stream(traj, rate)
+    return safety.check_stream(stream.t_s, stream.q, q_start, cfg.start_tolerance_rad, 1.0 / rate)
 
 
 def replay_log(log_: CommandLog, backend: RobotBackend, *, rate_hz: float | None = None, dry_run: bool = False,
                config: LoopConfig | None = None, stop_event: threading.Event | None = None,
                on_tick: OnTick | None = None, realtime: bool = False, limits: RobotLimits | None = None,
-               pacer: Any = None) -> ExecutionResult:
+               pacer: Any = None, consent: bool = False) -> ExecutionResult:
     """Re-send the commands of a log at their ticks through the same loop and safety layer
     (always streamed). The robot must be at the log's first command (within ``start_tolerance_rad``);
     from the same start, the replay's own log equals the original bit for bit."""
     cfg = config or load_loop_config()
+    check_consent(backend, cfg, consent, dry_run)
     rate = _check_rate(rate_hz if rate_hz is not None else log_.rate_hz, backend)
     lim = limits or load_robot_limits()
     rec = np.asarray(log_.records)

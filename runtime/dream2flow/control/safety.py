@@ -5,7 +5,10 @@ Checks (limits from ``hw/robot/panda_limits.toml`` scaled by ``hw/robot/control.
 - velocity, acceleration and jerk of the *commanded stream* (finite differences over plan time,
   so a skipped period is a longer interval, not a faster motion) under the scaled Franka limits;
 - the TCP and the flange inside the workspace box (NumPy forward kinematics);
-- measured joints within ``max_deviation_rad`` of the last command.
+- measured joints within ``max_deviation_rad`` of the last command (plus a backend's declared
+  lag allowance, never more than ``deviation_cap_rad`` in all, whatever the speed);
+- the move-to-start segment (an unplanned joint-space motion) no longer than
+  ``start_max_joint_distance_rad`` on any joint and ``start_max_duration_s``.
 A violation is reported as one sentence; the loop then holds position and sends nothing more.
 Nothing is ever clipped: a command that breaks a limit is not sent at all.
 
@@ -40,6 +43,7 @@ class SafetyLayer:
         self.ws_lo = np.asarray(config.workspace_min, dtype=np.float64)
         self.ws_hi = np.asarray(config.workspace_max, dtype=np.float64)
         self.max_deviation = config.max_deviation_rad
+        self.deviation_cap = config.deviation_cap_rad
         self._ws_lo_t = tuple(float(x) for x in self.ws_lo)
         self._ws_hi_t = tuple(float(x) for x in self.ws_hi)
 
@@ -152,6 +156,27 @@ class SafetyLayer:
             return None
         return min(hits, key=lambda h: h[0])[1]
 
+    # -- move-to-start --------------------------------------------------------------------
+    def check_start(self, q_measured: np.ndarray, q_plan_start: np.ndarray, duration_s: float) -> str | None:
+        """The move-to-start from the measured joints [7] to the plan's first waypoint [7] (rad),
+        lasting ``duration_s`` (0: none needed): ``None`` or why it is refused. It is the one
+        motion nobody planned (no obstacle model), so only a short one is run."""
+        cfg = self.config
+        delta = np.abs(np.asarray(q_plan_start, dtype=np.float64) - np.asarray(q_measured, dtype=np.float64))
+        j = int(np.argmax(delta))
+        if duration_s <= 0.0:
+            return None
+        fix = ("bring the robot near the plan's start first (e.g. in guiding mode) or plan from its current joints "
+               "(plan --q0)")
+        if delta[j] > cfg.start_max_joint_distance_rad:
+            return (f"move-to-start refused: joint {j + 1} would travel {delta[j]:.3f} rad to the plan's start in "
+                    f"{duration_s:.1f} s (max {cfg.start_max_joint_distance_rad:g} rad, [loop] start_max_joint_distance_rad in "
+                    f"{cfg.source}); {fix}")
+        if duration_s > cfg.start_max_duration_s:
+            return (f"move-to-start refused: it would take {duration_s:.2f} s (max {cfg.start_max_duration_s:g} s, "
+                    f"[loop] start_max_duration_s in {cfg.source}); {fix}")
+        return None
+
     # -- measured vs commanded ------------------------------------------------------------
     def deviation(self, q_measured: np.ndarray, q_commanded: np.ndarray) -> np.ndarray:
         """|measured - commanded| per joint [7] (rad)."""
@@ -160,17 +185,23 @@ class SafetyLayer:
     def check_deviation(self, q_measured: np.ndarray, q_commanded: np.ndarray, t_s: float,
                         lag_allowance_rad: np.ndarray | float = 0.0) -> str | None:
         """|measured - commanded| must stay under ``max_deviation_rad`` plus ``lag_allowance_rad`` [7]
-        (the backend's known steady lag behind a moving target, see ``lag_allowance``)."""
+        (the backend's known steady lag behind a moving target, see ``lag_allowance``), and never
+        above ``deviation_cap_rad``: the allowance grows with speed, the cap does not."""
         q_measured = np.asarray(q_measured, dtype=np.float64)
         if q_measured.shape != (7,) or not np.isfinite(q_measured).all():
             return f"measured joints are not 7 finite numbers at t={t_s:.3f} s"
         dev = self.deviation(q_measured, q_commanded)
-        allowed = self.max_deviation + np.asarray(lag_allowance_rad, dtype=np.float64)
+        wanted = self.max_deviation + np.broadcast_to(np.asarray(lag_allowance_rad, dtype=np.float64), (7,))
+        allowed = np.minimum(wanted, self.deviation_cap)
         over = dev - allowed
         j = int(np.argmax(over))
         if over[j] > 0:
-            extra = "" if np.ndim(allowed) == 0 or allowed[j] == self.max_deviation else \
-                f" + {allowed[j] - self.max_deviation:.4f} rad lag allowance"
+            if wanted[j] > self.deviation_cap:
+                extra = f" + lag allowance, capped at {self.deviation_cap:g} rad ([safety] deviation_cap_rad)"
+            elif allowed[j] > self.max_deviation:
+                extra = f" + {allowed[j] - self.max_deviation:.4f} rad lag allowance"
+            else:
+                extra = ""
             return (f"measured joint {j + 1} is {dev[j]:.4f} rad from its command (max {self.max_deviation:g} rad{extra}) "
                     f"at t={t_s:.3f} s")
         return None

@@ -2,8 +2,9 @@
 
 Why a file and not constants: the margins and the workspace box belong to the cell the robot
 stands in (table, walls, fixtures) and are changed by the person responsible for it, not in
-code. Defaults below equal the shipped ``control.toml``; a missing default file falls back to
-them (a pip-installed runtime has no ``hw/``), a missing explicit file is an error.
+code. Defaults below equal the shipped ``control.toml`` (package data, so an installed runtime
+has it); a hw folder without ``robot/control.toml`` is an error, never a silent fallback: the
+built-in values are used only when asked for (``load_loop_config(defaults=True)``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class LoopConfig:
     start_acceleration_fraction: float = 0.25
     start_jerk_fraction: float = 0.25
     start_min_duration_s: float = 0.5
+    start_max_joint_distance_rad: float = 0.5  # refuse a move-to-start longer than this on any joint
+    start_max_duration_s: float = 4.0          # ... or slower than this at the start_* fractions
     spin_s: float = 0.0002             # real-time pacing: busy-wait this long before a deadline
     # safety
     joint_margin_rad: float = 0.05
@@ -38,6 +41,8 @@ class LoopConfig:
     acceleration_fraction: float = 0.9
     jerk_fraction: float = 1.0
     max_deviation_rad: float = 0.1      # |measured - last command|, any joint
+    deviation_cap_rad: float = 0.2      # hard cap on max_deviation_rad + a backend's lag allowance
+    real_arm_consent: bool = False      # real-arm backends may move without --yes (unattended cells)
     workspace_min: tuple[float, float, float] = (-0.1, -0.7, 0.0)
     workspace_max: tuple[float, float, float] = (0.95, 0.7, 1.2)
     # watchdog
@@ -49,7 +54,8 @@ class LoopConfig:
         where = self.source
         positive = ("rate_hz", "start_min_duration_s", "start_velocity_fraction", "start_acceleration_fraction",
                     "start_jerk_fraction", "velocity_fraction", "acceleration_fraction", "jerk_fraction",
-                    "max_deviation_rad", "stale_timeout_s", "hang_timeout_s", "start_tolerance_rad")
+                    "max_deviation_rad", "stale_timeout_s", "hang_timeout_s", "start_tolerance_rad",
+                    "start_max_joint_distance_rad", "start_max_duration_s", "deviation_cap_rad")
         for name in positive:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
@@ -62,6 +68,11 @@ class LoopConfig:
                      "start_acceleration_fraction", "start_jerk_fraction"):
             if getattr(self, name) > 1.0:
                 raise InvalidInput(f"{where}: '{name}' must be <= 1 (a fraction of Franka's limit), got {getattr(self, name)}")
+        if self.deviation_cap_rad < self.max_deviation_rad:
+            raise InvalidInput(f"{where}: 'deviation_cap_rad' ({self.deviation_cap_rad}) must be >= 'max_deviation_rad' "
+                               f"({self.max_deviation_rad})")
+        if not isinstance(self.real_arm_consent, bool):
+            raise InvalidInput(f"{where}: 'real_arm_consent' must be true or false, got {self.real_arm_consent!r}")
         if not 1.0 <= self.rate_hz <= 1000.0:
             raise InvalidInput(f"{where}: 'rate_hz' must be in [1, 1000] Hz, got {self.rate_hz}")
         lo, hi = np.asarray(self.workspace_min, float), np.asarray(self.workspace_max, float)
@@ -76,9 +87,10 @@ class LoopConfig:
 
 _SECTIONS = {
     "loop": ("rate_hz", "settle_s", "start_tolerance_rad", "start_velocity_fraction", "start_acceleration_fraction",
-             "start_jerk_fraction", "start_min_duration_s", "spin_s"),
+             "start_jerk_fraction", "start_min_duration_s", "start_max_joint_distance_rad", "start_max_duration_s",
+             "spin_s"),
     "safety": ("joint_margin_rad", "velocity_fraction", "acceleration_fraction", "jerk_fraction",
-               "max_deviation_rad", "workspace_min", "workspace_max"),
+               "max_deviation_rad", "deviation_cap_rad", "workspace_min", "workspace_max", "real_arm_consent"),
     "watchdog": ("stale_timeout_s", "hang_timeout_s"),
 }
 
@@ -104,6 +116,10 @@ def loop_config_from_dict(d: dict[str, Any], where: str = "control config",
                 if not (isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) for x in v)):
                     raise InvalidInput(f"{where}: '{k}' must be a list of 3 numbers (x, y, z in metres), got {v!r}")
                 values[k] = tuple(float(x) for x in v)
+            elif k == "real_arm_consent":
+                if not isinstance(v, bool):
+                    raise InvalidInput(f"{where}: '{k}' must be true or false, got {v!r}")
+                values[k] = v
             elif isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise InvalidInput(f"{where}: '{k}' must be a number, got {v!r}")
             else:
@@ -112,21 +128,24 @@ def loop_config_from_dict(d: dict[str, Any], where: str = "control config",
 
 
 def default_control_path() -> Path:
-    from dream2flow.config import hw_dir
+    """``robot/control.toml`` of the hw folder in use (an error naming the folder when absent)."""
+    from dream2flow.config import hw_file
 
-    return hw_dir() / "robot" / "control.toml"
+    return hw_file("robot/control.toml")
 
 
-def load_loop_config(path: str | Path | None = None) -> LoopConfig:
-    """``path`` (its [loop]/[safety]/[watchdog] tables override the defaults), or the default
-    ``hw/robot/control.toml`` (built-in defaults when that file is absent). Other tables in the
-    file (e.g. ``[polymetis]``) are ignored here."""
+def load_loop_config(path: str | Path | None = None, *, defaults: bool = False) -> LoopConfig:
+    """The hw folder's ``robot/control.toml`` (missing: an error), then ``path``'s [loop]/[safety]/
+    [watchdog] tables on top. ``defaults=True`` asks for the built-in values (equal to the shipped
+    file) instead of the hw folder's file. Other tables in ``path`` (e.g. ``[polymetis]``) are
+    ignored here."""
     from dream2flow.config import load_toml
 
-    if path is None:
+    if defaults:
+        base = LoopConfig()
+    else:
         p = default_control_path()
-        if not p.is_file():
-            return LoopConfig()
-        return loop_config_from_dict(load_toml(p), where=str(p))
-    base = load_loop_config(None)
+        base = loop_config_from_dict(load_toml(p), where=str(p))
+    if path is None:
+        return base
     return loop_config_from_dict(load_toml(path), where=str(path), base=base)

@@ -9,7 +9,6 @@ OpenCV's convention (centres at integers) the principal point is ((W-1)/2, (H-1)
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -37,11 +36,11 @@ def builtin_camera() -> CameraModel:
 
 
 def default_camera() -> CameraModel:
-    """``hw/cameras/sim_d435.toml`` (operators may edit it), else the built-in default."""
-    from dream2flow.config import hw_dir, load_camera
+    """``cameras/sim_d435.toml`` of the hw folder in use, else the shipped one (the simulator's
+    camera is not a cell's file; see ``config.hw_file``)."""
+    from dream2flow.config import hw_file, load_camera
 
-    path = Path(hw_dir()) / "cameras" / DEFAULT_CAMERA_FILE
-    return load_camera(path) if path.is_file() else builtin_camera()
+    return load_camera(hw_file(f"cameras/{DEFAULT_CAMERA_FILE}", shipped_fallback=True))
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:

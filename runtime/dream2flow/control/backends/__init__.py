@@ -5,6 +5,9 @@
   imported lazily so the control package does not need MuJoCo.
 - ``polymetis``: the real Franka (``polymetis.PolymetisBackend``; kwargs: config, host, mode,
   config_path); ``polymetis``/``torch`` are imported only in ``connect()``.
+
+A backend class that drives a real arm declares ``moves_real_arm = True``; the control loop then
+runs it only with the operator's consent (``control.loop.check_consent``).
 """
 
 from __future__ import annotations
@@ -15,14 +18,31 @@ from dream2flow.control.backend import RobotBackend
 from dream2flow.errors import InvalidInput, NotReady
 
 BACKENDS: tuple[str, ...] = ("kinematic", "mujoco", "polymetis")
+# Backends built from a class: name -> (module, class). The mujoco backend comes from a SimEnv.
+_CLASSES: dict[str, tuple[str, str]] = {
+    "kinematic": ("dream2flow.control.backends.kinematic", "KinematicBackend"),
+    "polymetis": ("dream2flow.control.backends.polymetis", "PolymetisBackend"),
+}
+
+
+def _backend_class(name: str) -> type:
+    import importlib
+
+    module, cls = _CLASSES[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def backend_moves_real_arm(name: str) -> bool:
+    """Whether backend ``name`` drives a real arm (its class's ``moves_real_arm``), without
+    building or connecting one: lets the service refuse at start-up what the loop would refuse
+    at the first motion (``control.loop.check_consent``)."""
+    return name in _CLASSES and bool(getattr(_backend_class(name), "moves_real_arm", False))
 
 
 def make_backend(name: str, **kwargs: Any) -> RobotBackend:
     """A backend by name (not yet connected; the loop calls ``connect()``)."""
-    if name == "kinematic":
-        from dream2flow.control.backends.kinematic import KinematicBackend
-
-        return KinematicBackend(**kwargs)
+    if name in _CLASSES:
+        return _backend_class(name)(**kwargs)
     if name == "mujoco":
         env = kwargs.pop("env", None)
         task = kwargs.pop("task", None)
@@ -42,11 +62,7 @@ def make_backend(name: str, **kwargs: Any) -> RobotBackend:
                 task = tasks[0]
             env = make_env(task, int(seed))
         return env.robot_backend()
-    if name == "polymetis":
-        from dream2flow.control.backends.polymetis import PolymetisBackend
-
-        return PolymetisBackend(**kwargs)
     raise InvalidInput(f"unknown robot backend '{name}' (choose from {', '.join(BACKENDS)})")
 
 
-__all__ = ["BACKENDS", "make_backend"]
+__all__ = ["BACKENDS", "backend_moves_real_arm", "make_backend"]

@@ -131,12 +131,12 @@ def _typed(v: Any, typ: type, what: str) -> Any:
 
 
 def load_polymetis_config(path: str | Path | None = None) -> PolymetisConfig:
-    """``hw/robot/polymetis.toml`` (built-in defaults when absent), then the ``[polymetis]`` table
-    of ``path`` (if given) on top."""
-    from dream2flow.config import hw_dir, load_toml
+    """The hw folder's ``robot/polymetis.toml`` (missing: an error naming the folder), then the
+    ``[polymetis]`` table of ``path`` (if given) on top."""
+    from dream2flow.config import hw_file, load_toml
 
-    default = hw_dir() / "robot" / "polymetis.toml"
-    cfg = polymetis_config_from_dict(load_toml(default), str(default)) if default.is_file() else PolymetisConfig()
+    default = hw_file("robot/polymetis.toml")
+    cfg = polymetis_config_from_dict(load_toml(default), str(default))
     if path is not None:
         table = load_toml(path).get("polymetis", {})
         if not isinstance(table, dict):
@@ -150,6 +150,7 @@ class PolymetisBackend:
 
     name = "polymetis"
     simulated = False
+    moves_real_arm = True   # the control loop needs the operator's consent (--yes / real_arm_consent)
 
     def __init__(self, config: PolymetisConfig | None = None, *, host: str | None = None,
                  mode: str | None = None, config_path: str | Path | None = None) -> None:
