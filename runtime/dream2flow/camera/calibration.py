@@ -243,9 +243,10 @@ def min_jerk_path(q0: np.ndarray, q1: np.ndarray, dq_max: np.ndarray, *, speed_f
 
 
 def move_with_control_loop(robot: Any, q_target: np.ndarray, *, speed_fraction: float = 0.2,
-                           rate_hz: float | None = None) -> None:
+                           rate_hz: float | None = None, consent: bool = False) -> None:
     """Move ``robot`` to ``q_target`` through the control layer (``control.loop.execute_plan``:
-    its safety checks, watchdog and e-stop apply) along a slow minimum-jerk path.
+    its safety checks, watchdog and e-stop apply) along a slow minimum-jerk path. ``consent``: the
+    operator's ``--yes`` (a real arm moves only with it).
 
     The plan's gripper channel is constant 0: the loop acts only on *changes* of that channel
     (0 → 1 grasp, 1 → 0 open, starting from 0), so a constant 0 sends no gripper command at
@@ -266,7 +267,7 @@ def move_with_control_loop(robot: Any, q_target: np.ndarray, *, speed_fraction: 
     q = min_jerk_path(q0, q_target, limits.dq_max, speed_fraction=speed_fraction, dt_s=dt)
     plan = Plan(q=q, dt_s=dt, gripper=np.zeros(len(q), np.float32),
                 predicted_points=np.zeros((len(q), 0, 3), np.float32), meta={"method": "calibration_move"})
-    result = execute_plan(plan, robot, rate_hz=rate_hz)
+    result = execute_plan(plan, robot, rate_hz=rate_hz, consent=consent)
     if not getattr(result, "ok", False):
         raise ExecutionFailed(f"calibration move failed: {getattr(result, 'reason', result)}")
 
@@ -275,16 +276,18 @@ def collect_samples(joint_configs: Sequence[Sequence[float]] | np.ndarray, robot
                     fk: Callable[[np.ndarray], np.ndarray] = panda_fk,
                     move_to: Callable[[np.ndarray], None] | None = None, settle_s: float = 1.0,
                     fresh_frames: int = 3, max_joint_error_rad: float = 0.02,
-                    on_pose: Callable[[int, int], None] | None = None) -> list[CalibrationSample]:
+                    on_pose: Callable[[int, int], None] | None = None,
+                    consent: bool = False) -> list[CalibrationSample]:
     """Visit each joint configuration [N,7] and record (``T_base_gripper`` = ``fk(measured q)``,
     image). ``move_to(q)`` moves the robot (default: ``move_with_control_loop``); after it
     the robot settles ``settle_s`` (simulated time via ``robot.step`` for simulated robots,
     wall time otherwise) and ``fresh_frames`` frames are captured, keeping the last, so the
-    image is not one queued while the arm was moving."""
+    image is not one queued while the arm was moving. ``consent``: the operator's ``--yes`` for a real
+    arm (passed to the control loop)."""
     qs = np.asarray(joint_configs, dtype=np.float64)
     if qs.ndim != 2 or qs.shape[1] != 7:
         raise InvalidInput(f"calibration poses must be [N,7] joint angles, got shape {list(qs.shape)}")
-    mover = move_to or (lambda q: move_with_control_loop(robot, q))
+    mover = move_to or (lambda q: move_with_control_loop(robot, q, consent=consent))
     robot.connect()
     samples = []
     for k, q in enumerate(qs):

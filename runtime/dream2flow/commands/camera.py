@@ -279,7 +279,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     try:
         robot = _make_robot(cell, args.host)
         try:
-            samples = collect_samples(poses, robot, camera,
+            samples = collect_samples(poses, robot, camera, consent=args.yes,
                                       on_pose=lambda k, n: progress(f"pose {k + 1}/{n}"))
         finally:
             robot.close()
