@@ -50,6 +50,7 @@ class RobotSection:
     allowed_backends: list[str] = field(default_factory=list)  # empty → [backend]
     rate_hz: float = 100.0
     realtime: bool = False  # pace simulated backends at wall-clock speed (demos; e-stop tests)
+    hw_dir: str = ""  # the cell's configuration folder (control.toml, cameras, ...); empty: D2F_HW_DIR or shipped
 
 
 @dataclass
@@ -220,6 +221,8 @@ def validate(cfg: ServiceConfig, where: str) -> None:
     for b in cfg.backends:
         if b not in ("kinematic", "mujoco", "polymetis"):
             raise InvalidInput(f"{where} [robot]: unknown backend {b!r} (kinematic, mujoco, polymetis)")
+    if cfg.robot.hw_dir and not cfg.path(cfg.robot.hw_dir).is_dir():
+        raise InvalidInput(f"{where} [robot]: 'hw_dir' folder not found: {cfg.path(cfg.robot.hw_dir)}")
     vs = cfg.video_sources
     if vs.retries < 0 or vs.backoff_s < 0:
         raise InvalidInput(f"{where} [video_sources]: 'retries' and 'backoff_s' must be >= 0")
@@ -248,9 +251,10 @@ def check_transport(cfg: ServiceConfig) -> None:
                 f"refusing plaintext on non-loopback address {host}: bearer tokens would travel in the clear "
                 "(configure [tls], or set [server] allow_insecure_non_loopback = true)")
         return
+    init = "`dream2flow serve --init DIR --hosts NAME` writes a ready folder with them"
     if not cfg.tls.cert_file or not cfg.tls.key_file:
-        raise InvalidInput("TLS needs [tls] cert_file and key_file (or run with --insecure on loopback)")
+        raise InvalidInput(f"TLS needs [tls] cert_file and key_file ({init}; or run with --insecure on loopback)")
     for key in ("cert_file", "key_file", "client_ca_file"):
         v = getattr(cfg.tls, key)
         if v and not cfg.path(v).is_file():
-            raise InvalidInput(f"[tls] {key}: file not found: {cfg.path(v)}")
+            raise InvalidInput(f"[tls] {key}: file not found: {cfg.path(v)} ({init})")
