@@ -120,7 +120,8 @@ BAD = {
     "video corrupted": (dict(video="video_junk.mp4"), 2, "corrupted|could not be opened"),
     "video missing": (dict(video="nope.mp4"), 2, "not found"),
     "camera file invalid": (dict(camera="cam_bad.toml"), 2, "K"),
-    "points zero": (dict(points="0"), 2, "positive integer"),
+    "points zero": (dict(points="0"), 2, r"--points: expected an integer in \[1, 8192\], got 0"),
+    "points beyond the maximum": (dict(points="8193"), 2, r"--points: expected an integer in \[1, 8192\]"),
 }
 
 

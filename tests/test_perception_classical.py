@@ -115,6 +115,26 @@ def test_lk_tracks_subpixel_translation() -> None:
     assert np.median(err) < 0.05 and err.max() < 0.3
 
 
+def test_lk_handles_every_point_count_the_cli_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``flow --points 4096`` died in cv2.remap (maps over 32767 rows); the patches now go in blocks,
+    with the same numbers as one block."""
+    from dream2flow.flow import MAX_NUM_POINTS
+    from dream2flow.perception import classical_lk
+
+    frames, offs = _translating_video(T=4)
+    rng = np.random.default_rng(1)
+    q = rng.uniform([30, 30], [170, 120], size=(MAX_NUM_POINTS, 2))
+    tracks = ClassicalLKTracker()(Video(frames, 10.0), q)
+    assert tracks.tracks_px.shape == (4, MAX_NUM_POINTS, 2) and tracks.visible.mean() > 0.9
+    err = np.linalg.norm(tracks.tracks_px[-1][tracks.visible[-1]] - (q + offs[-1])[tracks.visible[-1]], axis=-1)
+    assert np.median(err) < 0.1
+    lk = ClassicalLKTracker(win_size=11)
+    gray = cv2.cvtColor(frames[0], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    whole = lk._patches(gray, q[:500])
+    monkeypatch.setattr(classical_lk, "_REMAP_MAX_ROWS", 7 * lk.ncc_patch)   # blocks of 7 points
+    assert np.array_equal(lk._patches(gray, q[:500]), whole)
+
+
 def test_points_leaving_the_frame_are_invisible_not_deleted() -> None:
     frames, offs = _translating_video(T=12, shift=(4.0, 0.0))  # content moves left 4 px per frame
     q = np.array([[30.0, 60.0], [12.0, 60.0], [150.0, 60.0]])

@@ -127,13 +127,15 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
             stage = "execute"
             run_env = sim.make_env(task, seed)  # a fresh, identical scene: methods never see each other's state
             backend = run_env.robot_backend()
-            frames: list[np.ndarray] = []
+            frames: list[tuple[int, np.ndarray]] = []
             on_tick = _frame_recorder(run_env, frames, rate_hz) if record_video else None
+            ran: dict[str, Any] = {}
 
             def _execute() -> Any:
                 from dream2flow.errors import ExecutionFailed
 
                 res = execute_plan(plan, backend, rate_hz=rate_hz, stop_event=cancel, on_tick=on_tick)
+                ran["result"] = res
                 # Let the world come to rest (a released piece falls into the bowl) before the check.
                 for k in range(int(settle_s * rate_hz)):
                     backend.step(1.0 / rate_hz)
@@ -143,13 +145,20 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
                     raise ExecutionFailed(res.reason)
                 return res
 
+            verdict: tuple[str, bool] | None = None
             try:
-                runner.run("execute", _execute)
+                try:
+                    runner.run("execute", _execute)
+                except Dream2FlowError as exc:
+                    verdict = (f"STOPPED: {exc.message}", False)
+                    raise
+                stage = "check"
+                outcome = runner.run("check", run_env.success)
+                verdict = (f"{'SUCCESS' if outcome.success else 'FAILED'}: {outcome.reason}", bool(outcome.success))
             finally:  # a failed run's video is the most useful picture of all
-                if method_out is not None and frames:
-                    _write_mp4(method_out / "execution.mp4", frames, fps=10.0)
-            stage = "check"
-            outcome = runner.run("check", run_env.success)
+                if method_out is not None and frames and "result" in ran:
+                    _write_execution_video(method_out / "execution.mp4", frames, ran["result"], plan,
+                                           run_env.camera_model(), rate_hz, verdict)
             failure = None if outcome.success else ("grasp" if _object_never_moved(outcome) else "execution")
             results.append(MethodResult(method, bool(outcome.success), failure,
                                         None if outcome.success else outcome.reason, float(outcome.value),
@@ -169,39 +178,45 @@ def _object_never_moved(outcome: Any) -> bool:
     return abs(float(getattr(outcome, "value", 0.0))) < 1e-3 or "not moved" in str(getattr(outcome, "reason", ""))
 
 
-def _frame_recorder(env: Any, frames: list[np.ndarray], rate_hz: float, fps: float = 10.0) -> Callable:
+EXECUTION_VIDEO_FPS = 10.0
+
+
+def _frame_recorder(env: Any, frames: list[tuple[int, np.ndarray]], rate_hz: float,
+                    fps: float = EXECUTION_VIDEO_FPS) -> Callable:
+    """``on_tick`` that renders (tick, frame) every ``rate_hz / fps`` control ticks."""
     every = max(1, int(round(rate_hz / fps)))
 
     def on_tick(k: int, t_s: float, backend: Any) -> None:
         if k % every == 0:
-            frames.append(env.render_rgb())
+            frames.append((k, env.render_rgb()))
 
     return on_tick
 
 
-def _write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> Path:
-    import cv2
+def _write_execution_video(path: Path, frames: list[tuple[int, np.ndarray]], result: Any, plan: Any, camera: Any,
+                           rate_hz: float, verdict: tuple[str, bool] | None) -> Path:
+    """``execution.mp4``: the rendered frames with the loop's overlay (``control.pictures``)."""
+    from dream2flow.control.pictures import annotate_execution
+    from dream2flow.video.encode import write_video
 
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    try:
-        for f in frames:
-            writer.write(np.ascontiguousarray(f[:, :, ::-1]))
-    finally:
-        writer.release()
-    return path
+    ticks = [k for k, _ in frames]
+    drawn = annotate_execution([f for _, f in frames], ticks, rate_hz=rate_hz, result=result, plan=plan,
+                               camera=camera, outcome=verdict[0] if verdict else None,
+                               outcome_ok=verdict[1] if verdict else None, fps=EXECUTION_VIDEO_FPS)
+    return write_video(path, drawn, EXECUTION_VIDEO_FPS)
 
 
 def _write_episode_inputs(out: Path, env: Any, observation: Any, generated: Any, box: tuple, flow_result: Any) -> None:
     from dream2flow.config import save_camera
     from dream2flow.flow.pictures import write_flow_png, write_tracks_video
     from dream2flow.io_utils import write_rgb
+    from dream2flow.video.encode import write_video
 
     out.mkdir(parents=True, exist_ok=True)
     write_rgb(out / "i0.png", observation.rgb)
     np.save(out / "d0.npy", observation.depth_m)
     save_camera(observation.camera, out / "camera.toml", comment=f"simulated camera of task {env.task}, seed {env.seed}")
-    _write_mp4(out / "video.mp4", list(generated.video.frames), fps=generated.video.fps)
+    write_video(out / "video.mp4", generated.video.frames, generated.video.fps)
     (out / "box.txt").write_text(",".join(str(v) for v in box) + "\n")
     flow_result.flow.save(out / "flow.npz")
     write_tracks_video(out / "tracks.mp4", generated.video, flow_result.tracks_px, flow_result.visible_2d)

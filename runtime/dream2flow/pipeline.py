@@ -100,9 +100,11 @@ class _StageRunner:
         except Exception as exc:  # unexpected: record it with the stage, re-raise as-is
             self.stages[stage] = StageRecord(False, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
             raise
-        rec = StageRecord(True, time.perf_counter() - t0)
+        from dream2flow.stage_metrics import stage_metrics
+
+        rec = StageRecord(True, time.perf_counter() - t0, metrics=stage_metrics(out))
         self.stages[stage] = rec
-        metrics: dict[str, Any] = {"seconds": round(rec.seconds, 3)}
+        metrics: dict[str, Any] = {**rec.metrics, "seconds": round(rec.seconds, 3)}
         if isinstance(out, Plan):
             metrics["plan_duration_s"] = round(out.duration_s, 3)
         self.progress(stage, 1.0, metrics)

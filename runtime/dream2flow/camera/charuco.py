@@ -24,6 +24,11 @@ import numpy as np
 from dream2flow.errors import InvalidInput
 
 
+SQUARE_RANGE_M = (0.002, 0.5)   # a printable ChArUco square: 2 mm .. 50 cm
+MAX_SQUARES = 50
+MAX_BOARD_PX = 20000             # longest side of a printed board image (A0 at 600 dpi is ~28000 px x 20000)
+
+
 @dataclass(frozen=True)
 class BoardSpec:
     """A ChArUco board: ``squares_x`` × ``squares_y`` squares of ``square_m`` metres, ArUco
@@ -41,6 +46,14 @@ class BoardSpec:
         if not (isinstance(self.squares_x, int) and isinstance(self.squares_y, int)
                 and self.squares_x >= 3 and self.squares_y >= 3):
             raise InvalidInput(f"board needs at least 3x3 squares, got {self.squares_x}x{self.squares_y}")
+        if self.squares_x > MAX_SQUARES or self.squares_y > MAX_SQUARES:
+            raise InvalidInput(f"board of {self.squares_x}x{self.squares_y} squares: at most {MAX_SQUARES} per side")
+        for name, v in (("square", self.square_m), ("marker", self.marker_m)):
+            if not (isinstance(v, (int, float)) and SQUARE_RANGE_M[0] <= v <= SQUARE_RANGE_M[1]):
+                hint = (f"; sizes are in metres: did you mean {v / 1000:g} ({v:g} mm)?"
+                        if isinstance(v, (int, float)) and SQUARE_RANGE_M[0] <= v / 1000 <= SQUARE_RANGE_M[1] else "")
+                raise InvalidInput(f"board {name} size {v!r} m is outside {SQUARE_RANGE_M[0]:g}..{SQUARE_RANGE_M[1]:g} m"
+                                   f"{hint}")
         if not (0 < self.marker_m < self.square_m):
             raise InvalidInput(f"board marker size {self.marker_m} m must be positive and below the square "
                                f"size {self.square_m} m")
@@ -116,6 +129,12 @@ def board_png(spec: BoardSpec, dpi: float = 300.0, margin_m: float = 0.01) -> np
     """A printable board image at ``dpi`` (print at 100 % scale, then measure a square)."""
     px_per_m = dpi / 0.0254
     px_per_square = int(round(spec.square_m * px_per_m))
+    side_px = (max(spec.squares_x, spec.squares_y) * spec.square_m + 2 * margin_m) * px_per_m
+    if side_px > MAX_BOARD_PX:
+        raise InvalidInput(f"a {spec} board at {dpi:g} dpi would be {side_px:.0f} px wide (max {MAX_BOARD_PX}): "
+                           "use a lower --dpi or smaller squares (sizes are in metres)")
+    if px_per_square < 20:
+        raise InvalidInput(f"squares of {px_per_square} px at {dpi:g} dpi are too small to print and detect: raise --dpi")
     board = make_board(spec)
     img = board.generateImage((spec.squares_x * px_per_square, spec.squares_y * px_per_square),
                               marginSize=0, borderBits=1)

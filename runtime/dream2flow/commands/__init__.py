@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from dream2flow.flow import MAX_NUM_POINTS  # noqa: F401  (the --points bound of flow/demo/eval/sim/task)
+
 
 def not_built_yet(issue: int):
     """Handler for a command whose issue is still open: a clear NotReady, never a fake result."""
@@ -29,13 +31,16 @@ class _Ranged:
         self.kind, self.lo, self.hi, self.unit = kind, lo, hi, unit
         self.__name__ = f"{kind.__name__} in {self.describe()}"  # argparse names the type in errors
 
+    def _num(self, x: float) -> str:
+        return str(int(x)) if self.kind is int else f"{x:g}"
+
     def describe(self) -> str:
         u = f" {self.unit}" if self.unit else ""
         if self.lo is not None and self.hi is not None:
-            return f"[{self.lo:g}, {self.hi:g}]{u}"
+            return f"[{self._num(self.lo)}, {self._num(self.hi)}]{u}"
         if self.lo is not None:
-            return f">= {self.lo:g}{u}"
-        return f"<= {self.hi:g}{u}"
+            return f">= {self._num(self.lo)}{u}"
+        return f"<= {self._num(self.hi)}{u}"
 
     def __call__(self, text: str) -> float | int:
         import math

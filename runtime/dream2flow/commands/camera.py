@@ -16,23 +16,27 @@ import argparse
 
 
 def _source_args(p: argparse.ArgumentParser) -> None:
+    from dream2flow.commands import int_in, seed_type
+
     g = p.add_argument_group("camera source (default: the first RealSense)")
     x = g.add_mutually_exclusive_group()
     x.add_argument("--recorded", metavar="PATH", help="a folder written by `camera record`, or a RealSense .bag")
     x.add_argument("--sim", metavar="TASK", help="the simulator's camera in task TASK")
     x.add_argument("--mock", action="store_true", help="the synthetic test camera (no device; not real data)")
     x.add_argument("--cell", metavar="FILE", help="the [camera] of a cell file (hw/robot/robot.toml)")
-    g.add_argument("--seed", type=int, default=0, help="seed of --sim / --mock (default 0)")
+    g.add_argument("--seed", type=seed_type(), default=0, help="seed of --sim / --mock (default 0)")
     g.add_argument("--serial", help="RealSense serial number (default: the only/first device)")
-    g.add_argument("--width", type=int, default=640, help="RealSense colour width (default 640)")
-    g.add_argument("--height", type=int, default=480, help="RealSense colour height (default 480)")
-    g.add_argument("--fps", type=int, default=30, help="RealSense frame rate (default 30)")
+    g.add_argument("--width", type=int_in(64, 3840, "px"), default=640, help="RealSense colour width (default 640)")
+    g.add_argument("--height", type=int_in(48, 2160, "px"), default=480, help="RealSense colour height (default 480)")
+    g.add_argument("--fps", type=int_in(1, 300, "Hz"), default=30, help="RealSense frame rate (default 30)")
     g.add_argument("--filters", default="", metavar="LIST",
                    help="RealSense depth filters, comma separated: spatial,temporal,hole_filling")
     g.add_argument("--calibration", metavar="CAM.toml", help="camera file whose T_base_cam places the camera")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from dream2flow.commands import float_in, int_in, seed_type
+
     p = sub.add_parser("camera", help="camera info|record|calibrate|board (RealSense, recordings, hand-eye)",
                        description="RGB-D cameras: inspect, record, and calibrate the camera-to-robot extrinsic "
                                    "(T_base_cam) with a ChArUco board held by the gripper.")
@@ -53,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "exactly. A failure leaves no partial folder.")
     _source_args(rec)
     rec.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    rec.add_argument("-n", "--frames", type=int, default=1, help="number of frames (default 1)")
+    rec.add_argument("-n", "--frames", type=int_in(1, 100000), default=1, help="number of frames (default 1)")
     rec.add_argument("--depth-format", choices=("npy", "png16"), default="npy",
                      help="npy: float32 metres (default); png16: 16-bit PNG in the camera's depth units")
     rec.set_defaults(func=run_record)
@@ -78,9 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cal.add_argument("--accept-poor", action="store_true", help="write even if residuals exceed the bounds")
     cal.add_argument("--host", help="Polymetis server host (overrides the cell's polymetis file)")
     cal.add_argument("--yes", action="store_true", help="confirm that the robot may move (real cell)")
-    cal.add_argument("--seed", type=int, default=0, help="--sim: seed of the cell and poses (default 0)")
-    cal.add_argument("--num-poses", type=int, default=12, help="--sim: number of poses (default 12)")
-    cal.add_argument("--hidden", type=int, default=0, help="--sim: how many poses hide the board (default 0)")
+    cal.add_argument("--seed", type=seed_type(), default=0, help="--sim: seed of the cell and poses (default 0)")
+    cal.add_argument("--num-poses", type=int_in(3, 200), default=12, help="--sim: number of poses (default 12)")
+    cal.add_argument("--hidden", type=int_in(0, 200), default=0, help="--sim: how many poses hide the board (default 0)")
     cal.add_argument("--json", action="store_true", help="print the residual report as JSON")
     cal.set_defaults(func=run_calibrate)
 
@@ -90,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     brd.add_argument("--out", required=True, metavar="PNG")
     brd.add_argument("--board", metavar="SPEC", default="7x5:0.04:0.03:DICT_5X5_100",
                      help="NXxNY:SQUARE_M:MARKER_M[:DICT] (default 7x5:0.04:0.03:DICT_5X5_100, fits A4)")
-    brd.add_argument("--dpi", type=float, default=300.0)
+    brd.add_argument("--dpi", type=float_in(72.0, 1200.0, "dpi"), default=300.0, help="print resolution (default 300)")
     brd.set_defaults(func=run_board)
 
 

@@ -8,6 +8,8 @@ DEFAULT_TASK = "open_drawer"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from dream2flow.commands import MAX_NUM_POINTS, int_in, seed_type
+
     p = sub.add_parser(
         "demo", help="run one full task in simulation on built-in defaults and write a report",
         description="Scene → I0/D0 → simulated video generator → perception → 3D flow → grasp → plan → "
@@ -15,10 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "tracks.mp4, flow.png, plan.png, execution.mp4, flow.npz, plan.npz, report.json. "
                     "Exit 0 when the task succeeds, 10 when it ran but failed its success check.")
     p.add_argument("--task", default=DEFAULT_TASK, help=f"simulated task (default {DEFAULT_TASK})")
-    p.add_argument("--seed", type=int, default=0, help="scene/video/perception seed (default 0)")
+    p.add_argument("--seed", type=seed_type(), default=0, help="scene/video/perception seed (default 0)")
     p.add_argument("--method", default="dream2flow", help="dream2flow | rigid_avdc | rigid_rigvid")
     p.add_argument("--artifacts", default="clean", help="video artefacts: clean | occlusion | morphing | ...")
-    p.add_argument("--points", type=int, default=256, help="tracked points n (default 256)")
+    p.add_argument("--points", type=int_in(8, MAX_NUM_POINTS), default=256, help="tracked points n (default 256)")
     p.add_argument("--out", default="demo_out", help="report folder (default ./demo_out)")
     p.add_argument("--no-video", action="store_true", help="skip rendering the execution video (faster)")
     p.set_defaults(func=run)
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from dream2flow.errors import InvalidInput
     from dream2flow.io_utils import staged_output
     from dream2flow.log import progress
+    from dream2flow.run_record import run_record
     from dream2flow import sim
 
     if args.task not in sim.TASKS:
@@ -48,13 +51,15 @@ def run(args: argparse.Namespace) -> int:
             progress(f"[demo] {stage} done in {metrics.get('seconds', 0):.1f} s")
 
     progress(f"[demo] task {args.task}, seed {args.seed}, method {args.method}, artifacts {args.artifacts}")
+    # what this run saw: the simulator's box/relative depth/thumb unless the inputs mode says otherwise
+    run_info = run_record(args, inputs=getattr(args, "inputs", None) or "privileged")
     with staged_output(args.out) as tmp:
         ep = run_episode(args.task, args.seed, methods=(args.method,), artifacts=args.artifacts,
                          num_points=args.points, out_dir=tmp, record_video=not args.no_video, progress=on_progress)
         result = ep.methods[0]
         stages = {k: asdict(v) for k, v in {**ep.shared_stages, **result.stages}.items()}
         report = {
-            "success": result.success, "task": args.task, "seed": args.seed, "method": args.method,
+            "success": result.success, "task": args.task, "seed": args.seed, "method": args.method, "run": run_info,
             "artifacts": args.artifacts, "failure_stage": result.failure_stage, "error": result.error,
             "success_value": result.success_value, "stages": stages,
             "errors": list(dict.fromkeys([s["error"] for s in stages.values() if s.get("error")]

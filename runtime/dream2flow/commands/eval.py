@@ -6,17 +6,19 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from dream2flow.commands import MAX_NUM_POINTS, int_in, seed_type
+
     p = sub.add_parser(
         "eval", help="run seeded episodes per task and method; print the success table",
         description="For each task and seed: one generated video and one flow, shared by every method; each "
                     "method then plans and executes in a fresh identical scene. Prints successes per task and "
                     "method and the failure breakdown by stage (video, flow, grasp, plan, execution).")
     p.add_argument("--tasks", default="bread_in_bowl,open_drawer,open_oven", help="comma-separated tasks")
-    p.add_argument("--episodes", type=int, default=10, help="episodes (seeds) per task (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="first seed; episode i uses seed+i (default 0)")
+    p.add_argument("--episodes", type=int_in(1, 100000), default=10, help="episodes (seeds) per task (default 10)")
+    p.add_argument("--seed", type=seed_type(), default=0, help="first seed; episode i uses seed+i (default 0)")
     p.add_argument("--methods", default="dream2flow,rigid_avdc,rigid_rigvid", help="comma-separated methods")
     p.add_argument("--artifacts", default="clean", help="clean | occlusion | morphing (video artefacts)")
-    p.add_argument("--points", type=int, default=256, help="tracked points n (default 256)")
+    p.add_argument("--points", type=int_in(8, MAX_NUM_POINTS), default=256, help="tracked points n (default 256)")
     p.add_argument("--json", dest="json_path", default=None, help="also write all results as JSON here")
     p.set_defaults(func=run)
 
@@ -30,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from dream2flow.errors import InvalidInput
     from dream2flow.log import progress
     from dream2flow.pipeline import METHODS
+    from dream2flow.run_record import run_record
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
@@ -41,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInput(f"unknown method '{m}' (choose from {', '.join(METHODS)})")
     if not tasks or not methods or args.episodes < 1:
         raise InvalidInput("need at least one task, one method and --episodes >= 1")
+    run_info = run_record(args, inputs=getattr(args, "inputs", None) or "privileged")
     episodes = []
     t0 = time.perf_counter()
     total = len(tasks) * args.episodes
@@ -58,5 +62,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json_path:
         Path(args.json_path).write_text(episodes_to_json(
             episodes, summary, tasks=list(tasks), methods=list(methods), artifacts=args.artifacts,
-            episodes_per_task=args.episodes, first_seed=args.seed))
+            episodes_per_task=args.episodes, first_seed=args.seed, run=run_info))
     return 0

@@ -33,24 +33,9 @@ def _box(text: str) -> tuple[float, float, float, float]:
     return vals  # type: ignore[return-value]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
 def register(sub: argparse._SubParsersAction) -> None:
+    from dream2flow.commands import MAX_NUM_POINTS, float_in, int_in, seed_type
+
     p = sub.add_parser("flow", help="video + I0/D0 + camera + box -> 3D object flow (flow.npz + pictures)",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--video", required=True, metavar="V", help="task video: .mp4/.avi or a folder of images")
@@ -60,9 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--box", required=True, type=_box, metavar="x0,y0,x1,y1", help="object box in I0 (pixels)")
     p.add_argument("--video-depth", required=True, metavar="REL.npy",
                    help="relative depth of the video, float [T,H,W] (.npy)")
-    p.add_argument("--points", type=_positive_int, default=256, metavar="N", help="query points (default 256)")
-    p.add_argument("--seed", type=_int, default=0, metavar="S", help="seed (segmentation, sampling; default 0)")
-    p.add_argument("--fps", type=float, default=None, help="override the video's frame rate (image folders: 10)")
+    p.add_argument("--points", type=int_in(1, MAX_NUM_POINTS), default=256, metavar="N",
+                   help=f"query points, 1..{MAX_NUM_POINTS} (default 256)")
+    p.add_argument("--seed", type=seed_type(), default=0, metavar="S", help="seed (segmentation, sampling; default 0)")
+    p.add_argument("--fps", type=float_in(0.1, 1000.0, "fps"), default=None,
+                   help="override the video's frame rate (image folders: 10)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (flow.npz, tracks.mp4, flow.png)")
     p.set_defaults(func=run)
 

@@ -6,6 +6,8 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from dream2flow.commands import MAX_NUM_POINTS, float_in, int_in, seed_type
+
     p = sub.add_parser("sim", help="MuJoCo simulation: render a task's I0, D0, camera, generated video and ground truth",
                        description="MuJoCo simulation of the robot's tasks (rendering offscreen: MUJOCO_GL=egl or osmesa).")
     ssub = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", parser_class=type(p))
@@ -16,14 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "done without the robot, its relative depth, the ground-truth 3D flow, the object's box and the "
                     "task's instruction / object prompt.")
     r.add_argument("--task", required=True, help="bread_in_bowl | open_drawer | open_oven")
-    r.add_argument("--seed", type=int, default=0, help="scene seed (object pose, size, colours, textures); default 0")
+    r.add_argument("--seed", type=seed_type(), default=0, help="scene seed (object pose, size, colours, textures); default 0")
     r.add_argument("--out", required=True, help="output folder (written all-or-nothing)")
     r.add_argument("--artifacts", default="clean",
                    help="clean | noise | blur | shake | occlusion | morphing | extra_frames, comma-combined")
-    r.add_argument("--frames", type=int, default=48, help="video frames (default 48)")
-    r.add_argument("--fps", type=float, default=12.0, help="video frame rate (default 12)")
-    r.add_argument("--video-seed", type=int, default=None, help="seed of the video's path and artefacts (default: --seed)")
-    r.add_argument("--points", type=int, default=256, help="ground-truth flow points (default 256)")
+    r.add_argument("--frames", type=int_in(8, 600), default=48, help="video frames, 8..600 (default 48)")
+    r.add_argument("--fps", type=float_in(1.0, 120.0, "fps"), default=12.0, help="video frame rate (default 12)")
+    r.add_argument("--video-seed", type=seed_type(), default=None, help="seed of the video's path and artefacts (default: --seed)")
+    r.add_argument("--points", type=int_in(1, MAX_NUM_POINTS), default=256, help="ground-truth flow points (default 256)")
     r.add_argument("--camera", default=None, help="camera TOML (default hw/cameras/sim_d435.toml)")
     r.set_defaults(func=run)
     t = ssub.add_parser("tasks", help="list the simulated tasks", description="List the simulated tasks and their instructions.")

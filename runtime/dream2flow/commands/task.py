@@ -15,6 +15,8 @@ _SUBS = ("submit", "get", "list", "watch", "cancel", "estop", "reset", "state", 
 
 
 def _common() -> argparse.ArgumentParser:
+    from dream2flow.commands import float_in
+
     c = argparse.ArgumentParser(add_help=False)
     g = c.add_argument_group("connection")
     g.add_argument("--server", metavar="HOST:PORT", default=os.environ.get("D2F_SERVER", "127.0.0.1:50051"),
@@ -26,12 +28,15 @@ def _common() -> argparse.ArgumentParser:
     g.add_argument("--cert-file", metavar="PEM", help="client certificate (mutual TLS)")
     g.add_argument("--key-file", metavar="PEM", help="client key (mutual TLS)")
     g.add_argument("--server-name", metavar="NAME", help="name to check the server certificate against")
-    g.add_argument("--timeout", type=float, default=30.0, metavar="S", help="per-call timeout (default 30 s)")
+    g.add_argument("--timeout", type=float_in(0.1, 3600.0, "s"), default=30.0, metavar="S",
+                   help="per-call timeout (default 30 s)")
     g.add_argument("--json", action="store_true", help="print JSON instead of text")
     return c
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from dream2flow.commands import MAX_NUM_POINTS, int_in, seed_type
+
     p = sub.add_parser("task", help="operator client: submit|get|list|watch|cancel|estop|reset",
                        description="Talk to a running `dream2flow serve`: submit tasks (uploading the video in "
                                    "chunks), follow them, cancel them, stop the robot.")
@@ -48,15 +53,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--video", metavar="FILE", help="video file to upload (.mp4/.avi/.mkv/.webm)")
     src.add_argument("--video-url", metavar="URL", help="http(s) URL the server downloads")
     src.add_argument("--generate", action="store_true", help="ask the server's video-generation endpoint")
-    q.add_argument("--frames", type=int, default=0, help="--generate: number of frames (0: server default)")
+    q.add_argument("--frames", type=int_in(0, 10000), default=0, help="--generate: number of frames (0: server default)")
     dep = q.add_mutually_exclusive_group()
     dep.add_argument("--video-depth", metavar="FILE.npy", help="relative video depth [T,H,W] to upload")
     dep.add_argument("--video-depth-url", metavar="URL", help="relative video depth (.npy) URL")
     q.add_argument("--dry-run", action="store_true", help="flow and plan, no motion")
     q.add_argument("--backend", default="", help="robot backend (must be allowed by the server)")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seed", type=seed_type(), default=0, help="perception/planning seed (default 0)")
     q.add_argument("--method", default="", help="dream2flow | rigid_avdc | rigid_rigvid")
-    q.add_argument("--points", type=int, default=0, help="flow query points (0: default)")
+    q.add_argument("--points", type=int_in(0, MAX_NUM_POINTS), default=0, help="flow query points (0: default)")
     q.add_argument("--idempotency-key", default="", help="resubmitting with the same key never makes a second task")
     q.add_argument("--watch", action="store_true", help="follow the task's events until it ends")
     q.set_defaults(func=run)
@@ -68,14 +73,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = s.add_parser("list", parents=[common], help="tasks, newest first", description="List tasks, newest first.")
     q.add_argument("--state", action="append", default=[],
                    help="only this state (repeatable): queued running succeeded failed cancelled interrupted")
-    q.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    q.add_argument("--limit", type=int_in(1, 1000), default=20, help="at most this many (default 20)")
     q.set_defaults(func=run)
 
     q = s.add_parser("watch", parents=[common], help="follow a task's events until it ends",
                      description="Print a task's events (resumable with --after) until it ends; exit 0 only "
                                  "if it SUCCEEDED.")
     q.add_argument("task_id")
-    q.add_argument("--after", type=int, default=0, metavar="SEQ", help="only events after this sequence number")
+    q.add_argument("--after", type=int_in(0, None), default=0, metavar="SEQ", help="only events after this sequence number")
     q.set_defaults(func=run)
 
     q = s.add_parser("cancel", parents=[common], help="cancel a queued or running task",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dream2flow.errors import InvalidInput, PerceptionFailed
+from dream2flow.flow import MAX_NUM_POINTS
 from dream2flow.flow.align import AlignConfig, Alignment, fit_scale_shift
 from dream2flow.flow.filtering import FilterConfig, filter_flow
 from dream2flow.flow.lift import LiftConfig, lift_tracks
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from jaxtyping import Bool, Float
 
 DEFAULT_NUM_POINTS = 256
-MAX_NUM_POINTS = 8192
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ def draw_tracks(frames: np.ndarray, tracks_px: np.ndarray, visible: np.ndarray, 
 
 def write_tracks_video(path: str | Path, video: Video | VideoLike, tracks_px: Float[np.ndarray, "T n 2"],
                        visible: Bool[np.ndarray, "T n"], *, fps: float | None = None, trail: int = 6) -> Path:
-    """MP4 (mp4v) of the video with tracks drawn (visible: green dot + trail; not: red ring)."""
+    """H.264 MP4 of the video with tracks drawn (visible: green dot + trail; not: red ring)."""
     frames = video_frames(video)
     rate = fps if fps is not None else (video.fps if isinstance(video, Video) else 10.0)
     drawn = draw_tracks(frames, np.asarray(tracks_px, np.float64), np.asarray(visible, bool), trail=trail)

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from jaxtyping import Float
 
 
+_REMAP_MAX_ROWS = 32000   # cv2.remap asserts dst.rows < SHRT_MAX
+
+
 @dataclass
 class ClassicalLKTracker:
     """Pyramidal Lucas-Kanade tracker (``name = "classical_lk"``); see the module docstring."""
@@ -124,17 +127,22 @@ class ClassicalLKTracker:
         return p1, ok
 
     def _patches(self, gray_f: np.ndarray, pts: np.ndarray) -> np.ndarray:
+        """[n, P*P] bilinear patches around ``pts`` [n,2]. ``cv2.remap`` maps must be under 32767
+        rows (SHRT_MAX): the points go in blocks, so any point count works (``flow --points 8192``)."""
         import cv2
 
         P = self.ncc_patch
         off = np.arange(P, dtype=np.float32) - (P - 1) / 2
-        mx = (pts[:, 0, None, None] + off[None, None, :]).astype(np.float32)
-        my = (pts[:, 1, None, None] + off[None, :, None]).astype(np.float32)
-        mx = np.broadcast_to(mx, (len(pts), P, P)).reshape(-1, P)
-        my = np.broadcast_to(my, (len(pts), P, P)).reshape(-1, P)
-        out = cv2.remap(gray_f, np.ascontiguousarray(mx), np.ascontiguousarray(my), cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE)
-        return out.reshape(len(pts), P * P)
+        out = np.empty((len(pts), P * P), np.float32)
+        block = max(1, (_REMAP_MAX_ROWS // P))
+        for s in range(0, len(pts), block):
+            p = pts[s:s + block]
+            mx = np.broadcast_to((p[:, 0, None, None] + off[None, None, :]).astype(np.float32), (len(p), P, P))
+            my = np.broadcast_to((p[:, 1, None, None] + off[None, :, None]).astype(np.float32), (len(p), P, P))
+            r = cv2.remap(gray_f, np.ascontiguousarray(mx.reshape(-1, P)), np.ascontiguousarray(my.reshape(-1, P)),
+                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            out[s:s + len(p)] = r.reshape(len(p), P * P)
+        return out
 
     @staticmethod
     def _ncc(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -15,31 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dream2flow.errors import ResourceExhausted
 
 if TYPE_CHECKING:
     from dream2flow.sim.env import SimEnv
     from dream2flow.sim.video_gen import GeneratedVideo
 
 FILES = ("i0.png", "d0.npy", "camera.toml", "video.mp4", "video_depth.npy", "gt_flow.npz", "box.txt", "task.toml")
-
-
-def write_mp4(path: str | Path, frames: np.ndarray, fps: float) -> Path:
-    """[T,H,W,3] uint8 RGB -> MPEG-4 Part 2 (``mp4v``) file, which OpenCV decodes everywhere."""
-    import cv2
-
-    p = Path(path)
-    T, H, W = frames.shape[:3]
-    writer = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (W, H))
-    if not writer.isOpened():
-        raise ResourceExhausted(f"OpenCV cannot write an mp4v video to {p} (no encoder in this OpenCV build?)")
-    try:
-        writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 100)
-        for f in frames:
-            writer.write(np.ascontiguousarray(f[:, :, ::-1]))
-    finally:
-        writer.release()
-    return p
 
 
 def _toml_value(v: Any) -> str:
@@ -70,6 +51,7 @@ def save_render(env: "SimEnv", out_dir: str | Path, gv: "GeneratedVideo") -> lis
     """Write I0/D0 of the env's current state and the generated video ``gv`` into ``out_dir``."""
     from dream2flow.config import save_camera
     from dream2flow.io_utils import write_rgb
+    from dream2flow.video.encode import write_video
 
     out = Path(out_dir)
     rgbd = env.render_rgbd()
@@ -79,7 +61,7 @@ def save_render(env: "SimEnv", out_dir: str | Path, gv: "GeneratedVideo") -> lis
     written.append(out / "d0.npy")
     written.append(save_camera(env.camera_model(), out / "camera.toml",
                                comment=f"dream2flow sim camera (task {env.task}, seed {env.seed})"))
-    written.append(write_mp4(out / "video.mp4", gv.video.frames, gv.video.fps))
+    written.append(write_video(out / "video.mp4", gv.video.frames, gv.video.fps))
     np.save(out / "video_depth.npy", gv.rel_depth.astype(np.float32))
     written.append(out / "video_depth.npy")
     written.append(gv.gt_flow.save(out / "gt_flow.npz"))

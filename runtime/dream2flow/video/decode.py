@@ -90,7 +90,7 @@ def load_video(
         frames.append(_to_rgb(bgr, dst_size))
 
     if not frames:
-        raise InvalidInput(f"video {p} has no decodable frames (empty or corrupted)")
+        raise InvalidInput(f"video {p} has no decodable frames (empty, truncated or corrupted)")
     if declared > 0 and len(frames) < declared:
         raise InvalidInput(f"video {p} is truncated or corrupted: its header declares {declared} frames "
                            f"but only {len(frames)} decode")
