@@ -33,7 +33,7 @@ def _odd_camera() -> CameraModel:
     c, s = np.cos(0.3), np.sin(0.3)
     T[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
     T[:3, 3] = [1.0 / 3.0, -0.123456789012345, 0.7071067811865476]
-    K = np.array([[612.3456789, 0, 319.87654321], [0, 611.1111111, 241.00000001], [0, 0, 1]])
+    K = np.array([[61.23456789, 0, 31.987654321], [0, 61.11111111, 24.100000001], [0, 0, 1]])
     return CameraModel(K=K, width=64, height=48, T_base_cam=T, depth_scale_m=None, serial="cam-7")
 
 
@@ -91,7 +91,7 @@ def test_loop_reset_and_calibration_override(tmp_path) -> None:
 
     T = np.eye(4)
     T[:3, 3] = [0.5, 0.5, 1.0]
-    other = CameraModel(K=np.diag([1.0, 1.0, 1.0]), width=32, height=24, T_base_cam=T)
+    other = CameraModel(K=np.array([[30.0, 0, 15.5], [0, 30.0, 11.5], [0, 0, 1]]), width=32, height=24, T_base_cam=T)
     save_camera(other, tmp_path / "calib.toml")
     rec2 = make_camera(RecordedConfig(path=str(tmp_path / "rec"), calibration_file=str(tmp_path / "calib.toml")))
     np.testing.assert_array_equal(rec2.model().T_base_cam, T)
@@ -143,7 +143,9 @@ def test_cli_record_failure_leaves_no_output(tmp_path, capsys) -> None:
     assert code == NotReady.exit_code
     assert "no more frames" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".copy.partial-*"))
-    assert main(["camera", "record", "--mock", "-n", "0", "--out", str(out)]) == 2
+    with pytest.raises(SystemExit) as ei:   # argparse refuses the value itself: one line, exit 2
+        main(["camera", "record", "--mock", "-n", "0", "--out", str(out)])
+    assert ei.value.code == 2 and "-n/--frames: expected an integer in [1, 100000], got 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("action", ["info", "record", "calibrate", "board"])

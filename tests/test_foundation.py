@@ -61,7 +61,7 @@ def test_camera_toml_round_trip_and_projection(tmp_path: Path) -> None:
     ("width = -1\nheight = 480\nK=[[1,0,0],[0,1,0],[0,0,1]]\n", "'width' must be a positive integer"),
     ("width = 640\nheight = 480\nK=[[1,0,0],[0,1,0]]\n", "'K' must be 3 rows of 3"),
     ("width = 640\nheight = 480\nK=[[1,0,0],[0,1,0],[0,0,1]]\nT_base_cam=[[2,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]]\n",
-     "not a rigid transform"),
+     "rotation is not a rotation"),
     ("width = 640\nheight = [\n", "not valid TOML"),
 ])
 def test_bad_camera_files_name_the_problem(tmp_path: Path, text: str, fragment: str) -> None:

@@ -113,14 +113,39 @@ def _positive_int(d: dict[str, Any], key: str, where: str) -> int:
     return v
 
 
+CAMERA_KEYS = ("width", "height", "K", "T_base_cam", "depth_scale_m", "serial")
+MAX_CAMERA_DISTANCE_M = 3.0        # a cell camera sits about 1 m from the workspace; farther is a unit mistake
+PRINCIPAL_POINT_TOLERANCE = 0.15  # |c - centre| / size; real cameras: a few per cent
+DEPTH_SCALE_RANGE_M = (1e-6, 0.1)  # metres per unit of a 16-bit depth PNG (RealSense: 0.001)
+
+
 def camera_from_dict(d: dict[str, Any], where: str = "camera") -> CameraModel:
+    """A camera file's table -> ``CameraModel``, strictly: unknown keys, a missing ``T_base_cam`` and
+    numbers that cannot describe a real cell camera (a unit mistake, a non-rigid pose, intrinsics of
+    another resolution) are ``InvalidInput`` naming the key and the likely fix."""
+    import difflib
+
+    unknown = [k for k in d if k not in CAMERA_KEYS]
+    if unknown:
+        k = unknown[0]
+        close = difflib.get_close_matches(k, CAMERA_KEYS, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise InvalidInput(f"{where}: unknown key '{k}'{hint}; a camera file holds {', '.join(CAMERA_KEYS)}")
     width = _positive_int(d, "width", where)
     height = _positive_int(d, "height", where)
     K = _matrix(d, "K", (3, 3), where)
-    T = _matrix(d, "T_base_cam", (4, 4), where) if "T_base_cam" in d else np.eye(4)
+    if "T_base_cam" not in d:
+        raise InvalidInput(f"{where}: missing key 'T_base_cam' (camera -> robot base, 4 rows of 4, metres): "
+                           "calibrate the camera with `dream2flow camera calibrate`, which writes it")
+    T = _matrix(d, "T_base_cam", (4, 4), where)
+    problem = _camera_problem(K, width, height, T)
+    if problem:
+        raise InvalidInput(f"{where}: {problem}")
     scale = d.get("depth_scale_m")
-    if scale is not None and (not isinstance(scale, (int, float)) or scale <= 0):
-        raise InvalidInput(f"{where}: 'depth_scale_m' must be a positive number, got {scale!r}")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                              or not DEPTH_SCALE_RANGE_M[0] <= scale <= DEPTH_SCALE_RANGE_M[1]):
+        raise InvalidInput(f"{where}: 'depth_scale_m' must be metres per unit of a 16-bit depth PNG in "
+                           f"[{DEPTH_SCALE_RANGE_M[0]:g}, {DEPTH_SCALE_RANGE_M[1]:g}] (RealSense: 0.001), got {scale!r}")
     serial = d.get("serial")
     try:
         return CameraModel(K=K, width=width, height=height, T_base_cam=T,
@@ -128,6 +153,54 @@ def camera_from_dict(d: dict[str, Any], where: str = "camera") -> CameraModel:
                            serial=None if serial is None else str(serial))
     except InvalidInput as exc:
         raise InvalidInput(f"{where}: {exc.message}") from None
+
+
+def _camera_problem(K: np.ndarray, width: int, height: int, T: np.ndarray) -> str | None:
+    """One sentence on what cannot be right about these numbers, with the likely fix; or None."""
+    if not (np.isfinite(K).all() and np.isfinite(T).all()):
+        return "K and T_base_cam must be finite numbers"
+    # -- the pose ---------------------------------------------------------------------------
+    if not np.allclose(T[3], [0.0, 0.0, 0.0, 1.0], atol=1e-9):
+        if np.allclose(T[:, 3], [0.0, 0.0, 0.0, 1.0], atol=1e-9) and np.abs(T[3, :3]).max() > 0:
+            return ("T_base_cam looks transposed (its translation is in the last row): write it row by row, "
+                    "translation in the last column, last row 0 0 0 1")
+        return f"T_base_cam's last row must be 0 0 0 1, got {T[3].tolist()}"
+    R, t = T[:3, :3], T[:3, 3]
+    err = float(np.abs(R @ R.T - np.eye(3)).max())
+    if err > 1e-3:
+        norms = np.linalg.norm(R, axis=0)
+        hint = (f" (its columns have length {norms.mean():.3g}: a scaled matrix)" if np.ptp(norms) < 1e-3 * norms.mean()
+                else "")
+        return (f"T_base_cam's rotation is not a rotation: R·Rᵀ differs from I by {err:.3g}{hint}; write the exact "
+                "rigid transform the calibration gives (full precision), not an edited or rounded one")
+    if np.linalg.det(R) < 0:
+        return ("T_base_cam's rotation is a reflection (determinant -1): one camera axis is flipped; the camera "
+                "frame is OpenCV's (x right, y down, z forward), right-handed")
+    dist = float(np.linalg.norm(t))
+    if dist > MAX_CAMERA_DISTANCE_M:
+        hint = (f": is the translation in millimetres? Camera files use metres ({dist / 1000:.3f} m)"
+                if dist / 1000 <= MAX_CAMERA_DISTANCE_M else ": camera files use metres")
+        return f"T_base_cam puts the camera {dist:.3g} m from the robot base (max {MAX_CAMERA_DISTANCE_M:g} m){hint}"
+    # -- the intrinsics ---------------------------------------------------------------------
+    if not np.allclose(K[2], [0.0, 0.0, 1.0], atol=1e-9) or abs(K[1, 0]) > 1e-9:
+        return f"K must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] (pixels), got {K.tolist()}"
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    if fx <= 0 or fy <= 0:
+        return f"K's focal lengths must be positive pixels, got fx={fx:g}, fy={fy:g}"
+    def centred(c: float, size: int) -> bool:  # a real principal point is within a few % of the centre
+        return abs(c - (size - 1) / 2) <= PRINCIPAL_POINT_TOLERANCE * size
+
+    if not (centred(cx, width) and centred(cy, height)):
+        if centred(cx, height) and centred(cy, width):
+            return (f"K's principal point ({cx:g}, {cy:g}) px fits a {height}x{width} image, not {width}x{height}: "
+                    "are width and height swapped?")
+        return (f"K's principal point ({cx:g}, {cy:g}) px is far from the centre of the {width}x{height} image: "
+                "K belongs to another resolution (it scales with the image size; use the intrinsics of this stream, "
+                "`dream2flow camera info`)")
+    if not (0.25 * width <= fx <= 10 * width and 0.25 * width <= fy <= 10 * width and 0.8 <= fx / fy <= 1.25):
+        return (f"K's focal lengths fx={fx:g}, fy={fy:g} px do not fit a {width} px wide image: K must be in pixels "
+                "(a focal length in mm, or K of another resolution?)")
+    return None
 
 
 def load_camera(path: str | Path) -> CameraModel:

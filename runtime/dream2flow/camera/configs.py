@@ -114,8 +114,8 @@ class MockCameraConfig:
 
     width: int = 640
     height: int = 480
-    fx: float = 615.0
-    fy: float = 615.0
+    fx: float | None = None   # None: a D435's field of view at this width (615 px at 640)
+    fy: float | None = None
     seed: int = 0
 
     type: ClassVar[str] = "mock"

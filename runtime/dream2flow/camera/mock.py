@@ -32,7 +32,9 @@ class MockCamera:
     def __init__(self, config: MockCameraConfig | None = None) -> None:
         self.config = config or MockCameraConfig()
         c = self.config
-        K = np.array([[c.fx, 0.0, (c.width - 1) / 2.0], [0.0, c.fy, (c.height - 1) / 2.0], [0.0, 0.0, 1.0]])
+        f = 615.0 * c.width / 640.0        # a D435's field of view at any size
+        fx, fy = (f if c.fx is None else c.fx), (f if c.fy is None else c.fy)
+        K = np.array([[fx, 0.0, (c.width - 1) / 2.0], [0.0, fy, (c.height - 1) / 2.0], [0.0, 0.0, 1.0]])
         T = _look_at(np.array([1.0, 0.0, 0.7]), np.array([0.45, 0.0, 0.0]))
         self._model = CameraModel(K=K, width=c.width, height=c.height, T_base_cam=T, depth_scale_m=0.001,
                                   serial=f"mock-{c.seed}")
