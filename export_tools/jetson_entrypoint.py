@@ -50,11 +50,33 @@ def prepare(env: dict[str, str] | None = None, log: Callable[[str], None] = prin
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv) or ["serve"]
-    code = prepare()
-    if code:
-        return code
+DEFAULT_ARGS = ("serve", "--config", "/config/service.toml", "--data-dir", "/data")
+
+
+def missing_config(args: Sequence[str]) -> str | None:
+    """For ``serve --config FILE`` with FILE absent: one line saying exactly what to mount."""
+    if not args or args[0] != "serve" or "--config" not in args:
+        return None
+    i = list(args).index("--config")
+    cfg = Path(args[i + 1]) if i + 1 < len(args) else None
+    if cfg is None or cfg.is_file():
+        return None
+    folder = cfg.parent
+    return (f"entrypoint: no service config at {cfg}: mount the folder that `dream2flow serve --init` wrote at "
+            f"{folder} (-v /srv/d2f-config:{folder}:ro); make it once with `docker run --rm -v "
+            f"/srv/d2f-config:{folder} IMAGE serve --init {folder} --hosts $(hostname)` (keep the printed token)")
+
+
+def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) -> int:
+    args = list(sys.argv[1:] if argv is None else argv) or list(DEFAULT_ARGS)
+    if "--init" not in args:  # making the service folder needs no models and no config
+        problem = missing_config(args)
+        if problem:
+            log(problem)
+            return 2
+        code = prepare(log=log)
+        if code:
+            return code
     os.execvp("dream2flow", ["dream2flow", *args])
     return 0  # pragma: no cover
 

@@ -148,3 +148,21 @@ def test_entrypoint_refuses_missing_models(tmp_path: Path) -> None:
                                       "D2F_ORT_PROVIDERS": "cpu"}, logs.append)
     assert code == 3 and "export_tools/export_grounding_dino.py" in logs[-1]
     assert not list((tmp_path / "c").glob("*/READY.json"))
+
+
+def test_default_command_serves_from_a_mounted_config_folder(tmp_path: Path) -> None:
+    from export_tools import jetson_entrypoint
+
+    ins = _instructions()
+    cmd = json.loads(dict(ins)["CMD"])
+    assert cmd == ["serve", "--config", "/config/service.toml", "--data-dir", "/data"] == list(jetson_entrypoint.DEFAULT_ARGS)
+    runs = " ".join(a for i, a in ins if i == "RUN")
+    assert "python3 -I -c \"import dream2flow.config" in runs   # the installed package finds its hw/ (not the source)
+    header = DOCKERFILE.read_text()
+    assert "serve --init /config --hosts" in header and "/srv/d2f-config:/config:ro" in header
+    # without the folder: one line saying what to mount, before any model work
+    logs: list[str] = []
+    missing = tmp_path / "config" / "service.toml"
+    assert jetson_entrypoint.main(["serve", "--config", str(missing), "--data-dir", "/data"], log=logs.append) == 2
+    assert len(logs) == 1 and f"no service config at {missing}" in logs[0]
+    assert f"serve --init {missing.parent} --hosts" in logs[0] and f"/srv/d2f-config:{missing.parent}:ro" in logs[0]
