@@ -72,7 +72,7 @@ def test_execute_violating_plan_exits_6_with_one_line(tmp_path: Path, capsys: py
     (["--backend", "kinematic", "--rate", "5000"], 2, "--rate: expected a number in [1, 1000] Hz"),
     (["--backend", "kinematic", "--rate", "nan"], 2, "--rate: expected a finite number"),
     (["--backend", "kinematic", "--task", "open_oven"], 2, "--task/--seed apply to --backend mujoco only"),
-    (["--backend", "polymetis"], 2, "moves a real arm: clear the workspace, keep the e-stop in reach, then re-run "
+    (["--backend", "polymetis"], 2, "moves a real arm: clear the workspace, keep the e-stop in reach, then confirm "
                                     "with --yes"),
     (["--backend", "polymetis", "--yes"], 3, "polymetis is not installed"),
     (["--backend", "polymetis", "--dry-run"], 3, "polymetis is not installed"),   # a dry run moves nothing

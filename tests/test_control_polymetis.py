@@ -517,7 +517,7 @@ def test_real_arm_needs_consent_before_anything_is_connected(monkeypatch: pytest
     assert backend_moves_real_arm("polymetis") and not backend_moves_real_arm("kinematic")
     for run in (lambda b: _execute_plan(small_plan(), b, rate_hz=50, config=fast_cfg()),
                 lambda b: _replay_log(CommandLog(np.zeros(0, LOG_DTYPE), 50.0), b, config=fast_cfg())):
-        with pytest.raises(InvalidInput, match="moves a real arm: .* re-run with --yes"):
+        with pytest.raises(InvalidInput, match="moves a real arm: .* confirm with --yes"):
             run(PolymetisBackend(PolymetisConfig()))
     assert w.calls == []                                    # refused before connecting
     # the cell's own consent flag (control.toml [safety] real_arm_consent) is consent too

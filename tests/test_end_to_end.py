@@ -34,6 +34,39 @@ def test_demo_succeeds_and_writes_every_report_file(tmp_path: Path) -> None:
                  "i0.png", "d0.npy", "camera.toml", "box.txt"):
         assert (out / name).stat().st_size > 0, name
     assert not list(tmp_path.glob(".report.partial-*"))
+    # pictures people can open: every video is H.264 4:2:0 (what ffprobe would say)
+    from video_probe import probe_video
+
+    videos = sorted(out.glob("*.mp4"))
+    assert {v.name for v in videos} == {"video.mp4", "tracks.mp4", "execution.mp4"}
+    for v in videos:
+        info = probe_video(v)
+        assert (info["codec"], info["pix_fmt"]) == ("h264", "yuv420p"), (v.name, info)
+    # stage metrics are filled
+    st = {k: v["metrics"] for k, v in report["stages"].items()}
+    assert st["flow"]["points"] == 256 and 0.5 < st["flow"]["visible_fraction"] <= 1.0
+    assert st["flow"]["depth_scale"] > 0 and "depth_shift_m" in st["flow"]
+    assert st["plan"]["plan_error_mean_m"] < 0.05 and st["plan"]["duration_s"] > 1.0 and st["plan"]["waypoints"] > 10
+    assert st["execute"]["ticks"] > 100 and st["execute"]["missed_periods"] == 0 and st["execute"]["duration_s"] > 1.0
+    assert st["check"]["success"] is True and st["video"]["frames"] == 48
+    # the run that made it: versions, configuration, inputs mode
+    run_info = report["run"]
+    assert run_info["inputs"] == "privileged" and run_info["versions"]["dream2flow"]
+    assert run_info["config"]["control"]["deviation_cap_rad"] == 0.2 and run_info["config"]["command"]["task"] == "open_drawer"
+    # the execution video's last frame carries the outcome (a green banner) over the rendered scene
+    from dream2flow.video.decode import load_video
+
+    last = load_video(out / "execution.mp4").frames[-1]
+    banner = last[-12:, :, :].reshape(-1, 3).mean(0)
+    assert banner[1] > 150 and banner[0] < 120, banner
+    # the plan remembers its scene: executing it in another one is refused, in its own it runs
+    plan = out / "plan.npz"
+    wrong = subprocess.run([sys.executable, "-m", "dream2flow.cli", "execute", "--plan", str(plan), "--backend",
+                            "mujoco", "--task", "open_oven"], capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 2 and "the plan was made for scene open_drawer seed 0, not open_oven seed 0" in wrong.stderr
+    same = subprocess.run([sys.executable, "-m", "dream2flow.cli", "execute", "--plan", str(plan), "--backend",
+                           "mujoco", "--dry-run"], capture_output=True, text=True, timeout=300)
+    assert same.returncode == 0, same.stderr
 
 
 def test_bad_demo_task_is_one_line_exit_2(tmp_path: Path) -> None:

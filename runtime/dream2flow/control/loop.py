@@ -28,7 +28,8 @@ feed-forward), ``mode == "trajectory"`` with ``send_trajectory(q[M,7], dq[M,7], 
 Consent. A backend that moves a real arm says so (``moves_real_arm = True``: polymetis, and any
 other real-arm backend). The loop, the one path every motion takes, refuses to run such a backend
 (dry runs excepted) unless the caller passes ``consent=True`` (``--yes``) or the cell's
-``control.toml`` sets ``[safety] real_arm_consent = true``; nothing is connected or sent then.
+``control.toml`` sets ``[safety] real_arm_consent = true`` (``control.consent``); nothing is
+connected or sent then.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import numpy as np
 from dream2flow.config import RobotLimits, load_robot_limits
 from dream2flow.control.backend import RobotBackend
 from dream2flow.control.command_log import LOG_DTYPE, CommandLog, CommandLogBuilder, make_log, save_command_log
+from dream2flow.control.consent import require_consent
 from dream2flow.control.interpolation import CommandStream, build_trajectory, dense_trajectory, sample_stream
 from dream2flow.control.safety import SafetyLayer
 from dream2flow.control.settings import LoopConfig, load_loop_config
@@ -136,19 +138,13 @@ def _check_rate(rate_hz: float, backend: Any) -> float:
     return rate
 
 
-def moves_real_arm(backend: Any) -> bool:
-    """True for a backend that drives a real arm (its ``moves_real_arm`` attribute)."""
-    return bool(getattr(backend, "moves_real_arm", False))
-
-
 def check_consent(backend: Any, config: LoopConfig, consent: bool, dry_run: bool) -> None:
-    """Raise ``InvalidInput`` when ``backend`` would move a real arm without consent (see the
-    module docstring); called before anything is connected or sent."""
-    if dry_run or not moves_real_arm(backend) or consent or config.real_arm_consent:
+    """Raise ``InvalidInput`` when ``backend`` would move a real arm without consent (module
+    docstring; ``control.consent``); called before anything is connected or sent."""
+    if dry_run:
         return
-    raise InvalidInput(f"backend '{getattr(backend, 'name', '?')}' moves a real arm: clear the workspace, keep the "
-                       "e-stop in reach, then re-run with --yes (or set [safety] real_arm_consent = true in "
-                       f"{config.source} for an unattended cell)")
+    require_consent(backend, yes=consent, config_consent=config.real_arm_consent,
+                    how=f"--yes (or [safety] real_arm_consent = true in {config.source} for an unattended cell)")
 
 
 def _initial_state(backend: Any) -> Any:
