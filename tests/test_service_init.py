@@ -101,3 +101,26 @@ def test_init_then_serve_then_submit_with_the_printed_token(tmp_path: Path, caps
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_service_with_a_real_arm_starts_only_with_the_cells_consent(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from dream2flow.commands.serve import use_cell_config
+    from dream2flow.config import hw_dir, shipped_hw_dir
+    from dream2flow.service.config import load_service_config
+
+    monkeypatch.setenv("D2F_HW_DIR", str(shipped_hw_dir()))   # restored afterwards ([robot] hw_dir sets it)
+    cell = tmp_path / "cell"
+    shutil.copytree(shipped_hw_dir() / "robot", cell / "robot")
+    cfg_file = tmp_path / "service.toml"
+    cfg_file.write_text('[server]\ninsecure = true\n[robot]\nbackend = "polymetis"\nhw_dir = "cell"\n'
+                        '[camera]\ntype = "mock"\n')
+    assert main(["serve", "--config", str(cfg_file)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "backend polymetis moves a real arm" in err[0] and "real_arm_consent = true" in err[0]
+    assert str(cell / "robot" / "control.toml") in err[0] and hw_dir() == cell.resolve()
+    control = cell / "robot" / "control.toml"
+    control.write_text(control.read_text().replace("real_arm_consent = false", "real_arm_consent = true"))
+    use_cell_config(load_service_config(cfg_file))             # consent given: the start-up check passes
