@@ -19,7 +19,7 @@ from dream2flow import __version__
 from dream2flow.errors import EXIT_CODES, Dream2FlowError
 
 # (command, module under dream2flow.commands) in the order --help lists them.
-COMMANDS: tuple[str, ...] = ("flow", "plan", "execute", "sim", "demo", "eval", "serve", "task", "camera", "models")
+COMMANDS: tuple[str, ...] = ("flow", "plan", "execute", "sim", "demo", "eval", "serve", "task", "camera", "models", "rl")
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):

@@ -150,7 +150,7 @@ class SafetyLayer:
                 i = int(np.argmax(out.any(axis=1)))
                 x, y, z = p[i]
                 hits.append((i, f"{label} at ({x:.3f}, {y:.3f}, {z:.3f}) m leaves the workspace box "
-                                f"{tuple(round(v, 3) for v in self.ws_lo)}..{tuple(round(v, 3) for v in self.ws_hi)} "
+                                f"{tuple(round(float(v), 3) for v in self.ws_lo)}..{tuple(round(float(v), 3) for v in self.ws_hi)} "
                                 f"at t={tc[i]:.3f} s"))
         if not hits:
             return None

@@ -19,7 +19,8 @@ Schema (TOML, ``schema = 1``), one ``[[model]]`` table per file::
 
 Roles: ``detector``, ``segmenter_encoder``, ``segmenter_decoder``, ``point_tracker``,
 ``video_depth``, ``hand_keypoints`` (a top-down keypoint model, e.g. ViTPose), ``hand_palm_detector``
-and ``hand_landmarks`` (MediaPipe's two-stage hand models, used together).
+and ``hand_landmarks`` (MediaPipe's two-stage hand models, used together), ``policy`` (an RL
+policy: observation -> action, ``dream2flow.rl``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ else:  # pragma: no cover - exercised on 3.10
 
 SCHEMA_VERSION = 1
 ROLES = ("detector", "segmenter_encoder", "segmenter_decoder", "point_tracker", "video_depth", "hand_keypoints",
-         "hand_palm_detector", "hand_landmarks")
+         "hand_palm_detector", "hand_landmarks", "policy")
 DTYPES = ("float32", "float16", "int64", "int32", "bool", "uint8")
 _ORT_TYPE_TO_DTYPE = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",

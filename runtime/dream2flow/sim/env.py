@@ -33,6 +33,16 @@ def make_env(task: str, seed: int, *, camera: CameraModel | None = None) -> "Sim
     return SimEnv(task, seed, camera=camera)
 
 
+def draw_task(task: str, seed: int) -> tuple[Any, np.random.Generator]:
+    """(task instance, scene generator) for ``seed``: the same seed always gives the same task
+    geometry and the same table/lighting draws (``scene.compose``), in any scene built from them."""
+    if task not in TASK_CLASSES:
+        raise InvalidInput(f"unknown sim task '{task}' (choose from {', '.join(TASKS)})")
+    ss = np.random.SeedSequence([int(seed), zlib.crc32(task.encode())])
+    scene_rng, task_rng = (np.random.default_rng(s) for s in ss.spawn(2))
+    return TASK_CLASSES[task](task_rng), scene_rng
+
+
 class SimEnv:
     """Attributes: ``task``, ``seed``, ``instruction``, ``object_prompt``, ``model``, ``data``
     (MuJoCo), ``q_home`` [7] rad, ``info`` (task geometry in the base frame), ``xml``."""
@@ -47,9 +57,7 @@ class SimEnv:
         self.task = task
         self.seed = int(seed)
         self._camera = camera if camera is not None else default_camera()
-        ss = np.random.SeedSequence([self.seed, zlib.crc32(task.encode())])
-        scene_rng, task_rng = (np.random.default_rng(s) for s in ss.spawn(2))
-        self._task = TASK_CLASSES[task](task_rng)
+        self._task, scene_rng = draw_task(task, self.seed)
         self.xml, assets = compose(self._task, self._camera, scene_rng)
         self.model = mujoco.MjModel.from_xml_string(self.xml, assets)
         self.data = mujoco.MjData(self.model)

@@ -131,16 +131,28 @@ def body_xml() -> str:
         indent += "  "
     # flange (link8) and hand: Rz(-pi/4); quat (cos(-pi/8), 0, 0, sin(-pi/8))
     c, s = float(np.cos(-np.pi / 8)), float(np.sin(-np.pi / 8))
-    pad = _finger_pads()
     parts += [f'{indent}<body name="{FLANGE_BODY}" pos="0 0 0.107" gravcomp="1">',
               f'{indent}  <site name="panda_flange" size="0.005" group="{HIDDEN_GEOM_GROUP}"/>',
-              f'{indent}  <body name="{HAND_BODY}" quat="{c!r} 0 0 {s!r}" gravcomp="1">',
-              f'{indent}    <inertial pos="-1e-02 0 3e-02" mass="0.73" diaginertia="1e-03 2.5e-03 1.7e-03"/>',
-              f'{indent}    <site name="{TCP_SITE}" pos="0 0 0.1034" size="0.005" group="{HIDDEN_GEOM_GROUP}"/>',
-              _mesh_geoms("hand", indent + "    ")]
+              hand_xml(indent + "  ", f'quat="{c!r} 0 0 {s!r}"'),
+              f'{indent}</body>']
+    for _ in range(len(_LINKS)):
+        indent = indent[:-2]
+        parts.append(f"{indent}</body>")
+    parts.append("</body>")
+    return "\n".join(parts)
+
+
+def hand_xml(indent: str, placement: str) -> str:
+    """The Franka Hand body (meshes, TCP site, two fingers with friction pads) with ``placement``
+    attributes (e.g. ``quat="..."``) relative to its parent; shared by the arm and the floating hand."""
+    pad = _finger_pads()
+    parts = [f'{indent}<body name="{HAND_BODY}" {placement} gravcomp="1">',
+             f'{indent}  <inertial pos="-1e-02 0 3e-02" mass="0.73" diaginertia="1e-03 2.5e-03 1.7e-03"/>',
+             f'{indent}  <site name="{TCP_SITE}" pos="0 0 0.1034" size="0.005" group="{HIDDEN_GEOM_GROUP}"/>',
+             _mesh_geoms("hand", indent + "  ")]
     for side, quat, joint, pad_name in (("left", "0 0 0 1", FINGER_JOINTS[0], FINGER_PAD_GEOMS[0]),
                                         ("right", "1 0 0 0", FINGER_JOINTS[1], FINGER_PAD_GEOMS[1])):
-        ind = indent + "    "
+        ind = indent + "  "
         parts += [f'{ind}<body name="panda_{side}finger" pos="0 0 0.0584" quat="{quat}" gravcomp="1">',
                   f'{ind}  <inertial pos="0 0.01 0.03" mass="0.015" diaginertia="2.375e-06 2.375e-06 7.5e-07"/>',
                   f'{ind}  <joint name="{joint}" type="slide" axis="0 1 0" range="0 {FINGER_MAX_M}" limited="true" '
@@ -149,12 +161,43 @@ def body_xml() -> str:
                             f'contype="0" conaffinity="0"/>' for st in _stems("finger")),
                   pad.format(ind=ind + "  ", name=pad_name),
                   f'{ind}</body>']
-    parts += [f'{indent}  </body>', f'{indent}</body>']
-    for _ in range(len(_LINKS)):
-        indent = indent[:-2]
-        parts.append(f"{indent}</body>")
-    parts.append("</body>")
+    parts.append(f"{indent}</body>")
     return "\n".join(parts)
+
+
+# The floating hand (a stand-in for a mobile manipulator's base + arm: the hand moves freely in
+# translation, its orientation fixed): three slide joints under position servos, gravity
+# compensated, plus the Franka Hand. Its frame FLOAT_BODY sits at the world origin; the slide
+# joints' values are the hand frame's position (m).
+FLOAT_BODY = "float_base"
+FLOAT_JOINTS: tuple[str, str, str] = ("float_x", "float_y", "float_z")
+FLOAT_ACTUATORS: tuple[str, str, str] = ("float_act_x", "float_act_y", "float_act_z")
+FLOAT_KP = 3000.0  # N/m
+FLOAT_KV = 150.0   # N·s/m
+FLOAT_FORCE_N = 60.0
+FLOAT_RANGE_M = 2.0
+
+
+def floating_hand_body_xml(quat_wxyz: np.ndarray) -> str:
+    """The floating Franka Hand under ``<worldbody>``: slide joints x, y, z (world axes) carrying
+    the hand at orientation ``quat_wxyz`` (held fixed)."""
+    q = " ".join(repr(float(x)) for x in quat_wxyz)
+    r = FLOAT_RANGE_M
+    parts = [f'<body name="{FLOAT_BODY}" pos="0 0 0" gravcomp="1">',
+             '  <inertial pos="0 0 0" mass="0.5" diaginertia="1e-3 1e-3 1e-3"/>']
+    for name, axis in zip(FLOAT_JOINTS, ("1 0 0", "0 1 0", "0 0 1")):
+        parts.append(f'  <joint name="{name}" type="slide" axis="{axis}" range="{-r} {r}" limited="true" damping="5" '
+                     f'armature="0.1"/>')
+    parts += [hand_xml("  ", f'quat="{q}"'), "</body>"]
+    return "\n".join(parts)
+
+
+def floating_actuator_xml() -> str:
+    """Finger coupling, the gripper servo (as on the arm) and the three slide position servos."""
+    acts = [f'<general name="{a}" joint="{j}" gainprm="{FLOAT_KP}" biastype="affine" biasprm="0 {-FLOAT_KP} {-FLOAT_KV}" '
+            f'forcelimited="true" forcerange="{-FLOAT_FORCE_N} {FLOAT_FORCE_N}"/>'
+            for a, j in zip(FLOAT_ACTUATORS, FLOAT_JOINTS)]
+    return _gripper_xml(acts)
 
 
 def _finger_pads() -> str:
@@ -174,9 +217,15 @@ def tendon_actuator_xml() -> str:
         kp, kv, tau = KP[i], KV[i], lim.tau_max[i]
         acts.append(f'<general name="{ARM_ACTUATORS[i]}" joint="{ARM_JOINTS[i]}" gainprm="{kp}" biastype="affine" '
                     f'biasprm="0 {-kp} {-kv}" forcelimited="true" forcerange="{-float(tau)!r} {float(tau)!r}"/>')
-    acts.append(f'<general name="{GRIPPER_ACTUATOR}" tendon="panda_split" gainprm="{GRIPPER_KP}" biastype="affine" '
-                f'biasprm="0 {-GRIPPER_KP} {-GRIPPER_KV}" forcelimited="true" '
-                f'forcerange="{-GRIPPER_FORCE_N} {GRIPPER_FORCE_N}" ctrllimited="true" ctrlrange="{GRASP_TARGET_M} {FINGER_MAX_M}"/>')
+    return _gripper_xml(acts)
+
+
+def _gripper_xml(acts: list[str]) -> str:
+    """``<tendon>``, ``<equality>`` and ``<actuator>`` with ``acts`` followed by the gripper servo."""
+    acts = acts + [f'<general name="{GRIPPER_ACTUATOR}" tendon="panda_split" gainprm="{GRIPPER_KP}" biastype="affine" '
+                   f'biasprm="0 {-GRIPPER_KP} {-GRIPPER_KV}" forcelimited="true" '
+                   f'forcerange="{-GRIPPER_FORCE_N} {GRIPPER_FORCE_N}" ctrllimited="true" '
+                   f'ctrlrange="{GRASP_TARGET_M} {FINGER_MAX_M}"/>']
     return f"""
 <tendon>
   <fixed name="panda_split">

@@ -62,8 +62,21 @@ def _occluder() -> str:
             f'  <geom type="capsule" fromto="0 0 -0.04 0 0 -0.16" size="0.028" {g}/>\n</body>')
 
 
-def compose(task: Task, camera: CameraModel, rng: np.random.Generator) -> tuple[str, dict[str, bytes]]:
-    """-> (MJCF XML, assets). ``rng`` draws the table/lighting; ``task`` draws its own objects."""
+ROBOTS: tuple[str, ...] = ("panda", "floating")
+
+
+def compose(task: Task, camera: CameraModel, rng: np.random.Generator, *, robot: str = "panda",
+            hand_quat_wxyz: np.ndarray | None = None) -> tuple[str, dict[str, bytes]]:
+    """-> (MJCF XML, assets). ``rng`` draws the table/lighting; ``task`` draws its own objects.
+    ``robot``: ``panda`` (the arm on the table at the origin) or ``floating`` (the Franka Hand on
+    three slide joints, held at ``hand_quat_wxyz``; see ``panda_model.floating_hand_body_xml``)."""
+    if robot not in ROBOTS:
+        raise ValueError(f"robot must be one of {ROBOTS}, got {robot!r}")
+    if robot == "panda":
+        robot_body, robot_act = panda_model.body_xml(), panda_model.tendon_actuator_xml()
+    else:
+        q = np.array([1.0, 0.0, 0.0, 0.0]) if hand_quat_wxyz is None else np.asarray(hand_quat_wxyz, float)
+        robot_body, robot_act = panda_model.floating_hand_body_xml(q), panda_model.floating_actuator_xml()
     parts = SceneParts()
     _table_and_room(rng, parts)
     task.build(parts)
@@ -95,13 +108,13 @@ def compose(task: Task, camera: CameraModel, rng: np.random.Generator) -> tuple[
 <light name="fill" pos="-0.5 0.8 1.5" dir="0.5 -0.4 -1" diffuse="0.25 0.25 0.25" specular="0 0 0" castshadow="false"/>
 {mjcf_camera(camera)}
 {chr(10).join(parts.body_xml)}
-{panda_model.body_xml()}
+{robot_body}
 {_occluder()}
 </worldbody>
 <contact>
 {chr(10).join(parts.contact_xml)}
 </contact>
-{panda_model.tendon_actuator_xml()}
+{robot_act}
 </mujoco>
 """
     return xml, assets
