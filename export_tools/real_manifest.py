@@ -13,6 +13,10 @@ Two kinds of entries:
   ``export_mediapipe_hands.py`` (byte-reproducible); the ONNX files are committed next to the
   manifest, and their sha256 and parity figures are recorded below (``MEDIAPIPE_EXPORT``).
 
+Plus the shipped RL policies (role ``policy``): each ``exported_models/<name>.spec.json`` (written
+by ``export_tools/ship_policy.py`` from a ``dream2flow rl train`` run) is an entry with its file's
+sha256 -- these files ARE committed (small MLPs trained here).
+
     python export_tools/real_manifest.py            # rewrite exported_models/manifest.toml
 """
 
@@ -26,6 +30,7 @@ if __package__ in (None, ""):
 
 from export_tools import common, export_mediapipe_hands  # noqa: E402
 from dream2flow.perception.manifest import ModelSpec, TensorSpec, write_manifest  # noqa: E402
+from dream2flow.rl.policy import load_spec_file  # noqa: E402
 
 OUT = common.REPO / "exported_models"
 ABOUT = ("The perception models Dream2Flow Edge serves. Entries without sha256 (status 'not exported here') "
@@ -68,7 +73,16 @@ def t(name: str, dtype: str, *shape: int | str) -> TensorSpec:
     return TensorSpec(name, dtype, tuple(shape))
 
 
+def policy_specs() -> list[ModelSpec]:
+    """The shipped policies' entries, from their ``.spec.json`` files (sorted by name)."""
+    return [load_spec_file(p) for p in sorted(OUT.glob("*.spec.json"))]
+
+
 def specs() -> list[ModelSpec]:
+    return perception_specs() + policy_specs()
+
+
+def perception_specs() -> list[ModelSpec]:
     f = "float32"
     common_kw = dict(opset=common.DEFAULT_OPSET, status="not exported here")
     gd_in = (t("pixel_values", f, 1, 3, 800, 1066), t("pixel_mask", "int64", 1, 800, 1066), t("input_ids", "int64", 1, "tokens"),

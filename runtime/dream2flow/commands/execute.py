@@ -18,6 +18,12 @@ A backend that moves a real arm (polymetis) needs --yes (or [safety] real_arm_co
 In simulation (mujoco) the plan runs in the scene it was made for (recorded in the plan by
 `sim render` inputs, demo and eval); --task/--seed naming another scene are refused.
 
+--policy NAME|FILE.onnx runs a trained RL policy (role 'policy', e.g. door_panda_flow_reward) in
+closed loop instead of a plan: the runtime's ONNX engine at 10 Hz, its actions through the
+100 Hz command loop with the same safety checks on every command. --backend mujoco: the door
+scene, door placed by --seed; kinematic: the arm alone, the door standing still (a check of the
+command path); polymetis: refused (no door-state estimator on a real cell).
+
 exit codes: 0 done, 2 bad input (no consent, wrong scene), 3 robot not ready, 6 safety violation
 (motion stopped or never started), 7 execution failed (backend error, stale state, e-stop)."""
 
@@ -27,7 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("execute", help="stream a plan to a robot backend through the safe control loop",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--plan", required=True, metavar="PLAN.npz", help="plan file (q [H,7] rad, dt_s, gripper [H])")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--plan", metavar="PLAN.npz", help="plan file (q [H,7] rad, dt_s, gripper [H])")
+    what.add_argument("--policy", metavar="NAME|FILE.onnx",
+                      help="a trained door policy (manifest name or .onnx file with its .spec.json), run in closed loop")
     p.add_argument("--backend", choices=("kinematic", "mujoco", "polymetis"), default="kinematic",
                    help="robot backend (default: kinematic)")
     p.add_argument("--rate", type=float_in(1.0, 1000.0, "Hz"), default=None, metavar="HZ",
@@ -43,9 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="polymetis: stream targets per tick, or send the resampled trajectory once")
     p.add_argument("--task", default=None, help="mujoco: simulation task scene (default: the plan's recorded scene)")
     p.add_argument("--seed", type=seed_type(), default=None,
-                   help="mujoco: scene seed (default: the plan's recorded seed, else 0)")
+                   help="mujoco: scene seed (default: the plan's recorded seed, else 0); --policy: the door's placement seed (default 0)")
     p.add_argument("--yes", action="store_true",
                    help="consent to move a real arm (polymetis): workspace clear, e-stop in reach")
+    p.add_argument("--realtime", action="store_true", help="--policy: pace the loop on the wall clock")
     p.add_argument("--q0", default=None, metavar="q1,...,q7",
                    help="kinematic: start joints (default: the plan's first waypoint)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line at the end")
@@ -66,6 +76,32 @@ def _parse_q0(text: str):
     return q
 
 
+def _run_policy(args: argparse.Namespace) -> int:
+    import json
+
+    from dream2flow.errors import InvalidInput, SafetyViolation
+    from dream2flow.log import progress
+    from dream2flow.rl.deploy import execute_policy
+
+    if args.dry_run or args.rate or args.q0 or args.host or args.mode or args.task or args.config or args.yes:
+        raise InvalidInput("--policy runs with --backend, --seed, --realtime, --log and --json only (its rates and "
+                           "start come from the policy's description)")
+    seed = 0 if args.seed is None else args.seed
+    out = execute_policy(args.policy, args.backend, seed, realtime=args.realtime, log_path=args.log,
+                         progress=progress)
+    if out.get("violation"):
+        raise SafetyViolation(f"policy run stopped: {out['violation']}", stage="execute")
+    if "door_angle_deg" in out:
+        progress(f"execute: done: {out['commands']} commands; door at {out['door_angle_deg']:.0f} deg "
+                 f"({'opened' if out['success'] else 'not opened'})")
+    else:
+        progress(f"execute: done: {out['commands']} commands passed the safety layer; TCP ended at "
+                 f"{[round(v, 3) for v in out['tcp_end_m']]} (handle at {[round(v, 3) for v in out['handle_m']]})")
+    if args.json:
+        print(json.dumps(out, sort_keys=True, default=str), flush=True)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import signal
@@ -78,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     from dream2flow.log import progress
     from dream2flow.types import Plan
 
+    if args.policy:
+        return _run_policy(args)
     plan = Plan.load(args.plan)
     cfg = load_loop_config(args.config)
     if args.backend != "polymetis" and (args.host or args.mode):

@@ -10,7 +10,8 @@ tick (100 Hz) the controller turns that into the next command:
   each joint brakes before its limit (``|dq| ≤ sqrt(2·a·distance)``), the joint velocity vector
   is scaled down uniformly to ``joint_velocity_fraction`` of Franka's limits, and the commanded
   joint velocity moves towards it by at most ``joint_acceleration_fraction`` of Franka's
-  acceleration limits per tick. So the stream's finite-difference velocity, acceleration and
+  acceleration limits per tick (the change scaled uniformly, so the twist keeps its direction and
+  the hand its orientation while it speeds up or turns). So the stream's finite-difference velocity, acceleration and
   jerk stay under the safety layer's limits (0.9, 0.9, 1.0 of Franka's) without the safety layer
   ever changing a command: if something still breaks a limit, the loop refuses it.
 - Floating hand: the TCP target integrates ``v_des`` with the same acceleration-limited ramp in
@@ -51,7 +52,7 @@ class ControllerConfig:
     tick_hz: float = 100.0
     joint_velocity_fraction: float = 0.5      # of dq_max
     joint_acceleration_fraction: float = 0.5  # of ddq_max
-    orientation_gain: float = 4.0             # 1/s on the rotation error
+    orientation_gain: float = 8.0             # 1/s on the rotation error
     nullspace_gain: float = 0.5               # 1/s towards q_rest
     damping: float = 0.03                     # DLS lambda (m)
     limit_buffer_rad: float = 0.05            # brake to stop this far inside the safety margin
@@ -147,8 +148,8 @@ class PandaVelocityController:
         # brake before joint limits: never faster towards a limit than one can stop within it
         room_hi = np.maximum(self.q_hi - q, 0.0)
         room_lo = np.maximum(q - self.q_lo, 0.0)
-        dq = np.minimum(dq, np.sqrt(2.0 * 0.8 * self.a_lim * room_hi))
-        dq = np.maximum(dq, -np.sqrt(2.0 * 0.8 * self.a_lim * room_lo))
+        dq = np.minimum(dq, np.sqrt(2.0 * 0.5 * self.a_lim * room_hi))
+        dq = np.maximum(dq, -np.sqrt(2.0 * 0.5 * self.a_lim * room_lo))
         s = float(np.max(np.abs(dq) / self.v_lim))
         if s > 1.0:
             dq /= s
@@ -158,8 +159,9 @@ class PandaVelocityController:
         """Advance one period with TCP velocity ``v_des`` [3] m/s -> the next joint command [7] rad."""
         dt = self.cfg.dt_s
         dq_des = self.desired_joint_velocity(v_des)
-        step = self.a_lim * dt
-        self.dq_cmd = self.dq_cmd + np.clip(dq_des - self.dq_cmd, -step, step)
+        delta = dq_des - self.dq_cmd
+        s = float(np.max(np.abs(delta) / (self.a_lim * dt)))
+        self.dq_cmd = self.dq_cmd + (delta / s if s > 1.0 else delta)  # uniform: keeps the twist's direction
         self.q_cmd = self.q_cmd + self.dq_cmd * dt
         return self.q_cmd.copy()
 
