@@ -142,6 +142,10 @@ def test_committed_manifest_is_honest_and_current() -> None:
     assert committed.models == tuple(real_manifest.specs())  # regenerated = committed (not stale)
     for m in committed.models:
         assert not m.tiny_random and not m.fixture
+        if m.role == "policy":  # RL policies trained here (issue 20): the file is committed and hashed
+            assert m.sha256 == sha256_file(REPO / "exported_models" / m.file) and m.status == "exported"
+            assert m.export_command.startswith("dream2flow rl train") and m.parity["max_abs"] < 1e-4
+            continue
         script = m.export_command.split()[1]
         assert (REPO / script).is_file(), script
         assert m.license and m.source_checkpoint
