@@ -1,10 +1,11 @@
-"""The door the RL policies open: the ``open_oven`` task's cabinet and revolute door (vertical
-hinge, handle bar on the door's top edge, success at 35 degrees), in a MuJoCo scene with the
-Panda or the floating Franka Hand, re-placed at a random position and yaw every episode.
+"""The door the RL policies open: the ``open_door`` sim task (the ``open_oven`` cabinet and
+revolute door -- vertical hinge, success at 35 degrees -- with a long pull bar standing 9 cm off
+the door's top edge, see ``sim.tasks.articulated.OpenDoor``), in a MuJoCo scene with the Panda
+or the floating Franka Hand, re-placed at a random position and yaw every episode.
 
-Why the oven's door: it is the project's revolute door, with its video generator, success check
-and flow tests already in place; the RL scene and the flow's video come from the same
-``(task, scene seed)`` so the door in the flow and the door the policy pulls are the same.
+Why a sim task: the door then has the project's video generator, success check and generic sim
+tests; the RL scene and the flow's video come from the same ``(task, scene seed)`` so the door
+in the flow and the door the policy pulls are the same.
 Why re-placing instead of rebuilding: moving the static cabinet body (``model.body_pos/quat``)
 costs nothing, while compiling a scene takes ~0.3 s; the door's size stays that of the scene
 seed, its pose changes per episode.
@@ -23,7 +24,7 @@ import numpy as np
 
 from dream2flow.errors import InvalidInput
 
-DOOR_TASK = "open_oven"
+DOOR_TASK = "open_door"
 CABINET_BODY = "oven"
 DOOR_BODY = "oven_door"
 HINGE_JOINT = "oven_hinge"

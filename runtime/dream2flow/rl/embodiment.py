@@ -28,7 +28,7 @@ from dream2flow.rl.controller import (ControllerConfig, FloatingVelocityControll
                                       action_to_velocity, check_action)
 
 EMBODIMENTS: tuple[str, ...] = ("panda", "floating")
-FLOAT_MAX_DEVIATION_M = 0.03  # measured vs commanded TCP of the floating hand (its servos give 60 N at 2 cm)
+FLOAT_MAX_DEVIATION_M = 0.03  # measured vs commanded TCP of the floating hand (its servos saturate at 150 N, 2.5 cm)
 
 
 class PandaArm:
@@ -143,6 +143,7 @@ class FloatingHand:
         self.ws_lo = np.asarray(self.loop_cfg.workspace_min, dtype=np.float64)
         self.ws_hi = np.asarray(self.loop_cfg.workspace_max, dtype=np.float64)
         self.n_sub = max(1, int(round(self.ctrl_cfg.dt_s / model.opt.timestep)))
+        self.ff_gain = panda_model.FLOAT_KV / panda_model.FLOAT_KP  # servo damping cancelled while moving
         self.grasping: bool | None = None
         scratch = mujoco.MjData(model)  # the TCP's offset from the slide joints' position (constant)
         mujoco.mj_forward(model, scratch)
@@ -181,7 +182,7 @@ class FloatingHand:
             p = self.controller.tick(v)
             if ((p < self.ws_lo) | (p > self.ws_hi)).any():
                 return f"TCP target {np.round(p, 3).tolist()} leaves the workspace box"
-            d.ctrl[self.act] = p - self.tcp_offset
+            d.ctrl[self.act] = p - self.tcp_offset + self.ff_gain * self.controller.v_cmd  # velocity feed-forward
             for _ in range(self.n_sub):
                 mujoco.mj_step(m, d)
         self.gripper_width = float(d.qpos[self.finger_qadr].sum())

@@ -39,9 +39,9 @@ class SacConfig:
     batch_size: int = 256
     tau: float = 0.005
     gamma: float = 0.97
-    train_freq: int = 1
+    train_freq: int = 2
     gradient_steps: int = 1
-    net_arch: tuple[int, ...] = (256, 256)
+    net_arch: tuple[int, ...] = (128, 128)
     n_envs: int = 1
 
 

@@ -172,15 +172,21 @@ def hand_xml(indent: str, placement: str) -> str:
 FLOAT_BODY = "float_base"
 FLOAT_JOINTS: tuple[str, str, str] = ("float_x", "float_y", "float_z")
 FLOAT_ACTUATORS: tuple[str, str, str] = ("float_act_x", "float_act_y", "float_act_z")
-FLOAT_KP = 3000.0  # N/m
-FLOAT_KV = 150.0   # N·s/m
-FLOAT_FORCE_N = 60.0
+FLOAT_KP = 6000.0  # N/m
+FLOAT_KV = 300.0   # N·s/m
+FLOAT_FORCE_N = 150.0
 FLOAT_RANGE_M = 2.0
+# A passive, compliant yaw (about the vertical through the hand, i.e. through the TCP): like an
+# arm's wrist it gives way when a handle turns against the fingers; the policy does not drive it.
+FLOAT_YAW_JOINT = "float_yaw"
+FLOAT_YAW_ACTUATOR = "float_act_yaw"
+FLOAT_YAW_KP = 3.0   # N·m/rad
+FLOAT_YAW_KV = 0.3   # N·m·s/rad
 
 
 def floating_hand_body_xml(quat_wxyz: np.ndarray) -> str:
     """The floating Franka Hand under ``<worldbody>``: slide joints x, y, z (world axes) carrying
-    the hand at orientation ``quat_wxyz`` (held fixed)."""
+    the hand at orientation ``quat_wxyz``, with a passive compliant yaw (``FLOAT_YAW_*``)."""
     q = " ".join(repr(float(x)) for x in quat_wxyz)
     r = FLOAT_RANGE_M
     parts = [f'<body name="{FLOAT_BODY}" pos="0 0 0" gravcomp="1">',
@@ -188,7 +194,11 @@ def floating_hand_body_xml(quat_wxyz: np.ndarray) -> str:
     for name, axis in zip(FLOAT_JOINTS, ("1 0 0", "0 1 0", "0 0 1")):
         parts.append(f'  <joint name="{name}" type="slide" axis="{axis}" range="{-r} {r}" limited="true" damping="5" '
                      f'armature="0.1"/>')
-    parts += [hand_xml("  ", f'quat="{q}"'), "</body>"]
+    parts += ['  <body name="float_wrist" pos="0 0 0" gravcomp="1">',
+              '    <inertial pos="0 0 0" mass="0.1" diaginertia="1e-4 1e-4 1e-4"/>',
+              f'    <joint name="{FLOAT_YAW_JOINT}" type="hinge" axis="0 0 1" range="-1.2 1.2" limited="true" '
+              f'damping="0.05" armature="0.01"/>',
+              hand_xml("    ", f'quat="{q}"'), "  </body>", "</body>"]
     return "\n".join(parts)
 
 
@@ -197,6 +207,8 @@ def floating_actuator_xml() -> str:
     acts = [f'<general name="{a}" joint="{j}" gainprm="{FLOAT_KP}" biastype="affine" biasprm="0 {-FLOAT_KP} {-FLOAT_KV}" '
             f'forcelimited="true" forcerange="{-FLOAT_FORCE_N} {FLOAT_FORCE_N}"/>'
             for a, j in zip(FLOAT_ACTUATORS, FLOAT_JOINTS)]
+    acts.append(f'<general name="{FLOAT_YAW_ACTUATOR}" joint="{FLOAT_YAW_JOINT}" gainprm="{FLOAT_YAW_KP}" '
+                f'biastype="affine" biasprm="0 {-FLOAT_YAW_KP} {-FLOAT_YAW_KV}"/>')
     return _gripper_xml(acts)
 
 

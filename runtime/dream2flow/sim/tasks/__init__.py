@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dream2flow.sim.tasks.articulated import OpenDrawer, OpenOven
+from dream2flow.sim.tasks.articulated import OpenDoor, OpenDrawer, OpenOven
 from dream2flow.sim.tasks.base import SceneParts, SuccessResult, Task
 from dream2flow.sim.tasks.bread_in_bowl import BreadInBowl
 
-TASK_CLASSES: dict[str, type[Task]] = {cls.name: cls for cls in (BreadInBowl, OpenDrawer, OpenOven)}
+TASK_CLASSES: dict[str, type[Task]] = {cls.name: cls for cls in (BreadInBowl, OpenDrawer, OpenOven, OpenDoor)}
 
-__all__ = ["TASK_CLASSES", "SceneParts", "SuccessResult", "Task", "BreadInBowl", "OpenDrawer", "OpenOven"]
+__all__ = ["TASK_CLASSES", "SceneParts", "SuccessResult", "Task", "BreadInBowl", "OpenDrawer", "OpenOven", "OpenDoor"]

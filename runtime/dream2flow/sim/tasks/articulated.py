@@ -42,10 +42,11 @@ def _joint(model, data, name: str) -> tuple[int, int]:  # noqa: ANN001
     return int(model.jnt_qposadr[jid]), int(model.jnt_dofadr[jid])
 
 
-def _handle(front_x: float, y: float, z: float, length: float, mat: str, prefix: str) -> list[str]:
+def _handle(front_x: float, y: float, z: float, length: float, mat: str, prefix: str,
+            standoff: float = HANDLE_STANDOFF) -> list[str]:
     """Bar along y centred at (front_x - standoff - half, y, z) plus two posts back to the face."""
-    bar_x = front_x - HANDLE_STANDOFF - HANDLE_BAR_HALF
-    post_half_x = HANDLE_STANDOFF / 2
+    bar_x = front_x - standoff - HANDLE_BAR_HALF
+    post_half_x = standoff / 2
     post_y = length / 2 - 0.012
     return [box([bar_x, y, z], [HANDLE_BAR_HALF, length / 2, HANDLE_BAR_HALF], mat, name=f"{prefix}_handle_bar"),
             box([front_x - post_half_x, y + post_y, z], [post_half_x, 0.006, 0.006], mat),
@@ -185,6 +186,11 @@ class OpenOven(_Furniture):
     STRIP_W = 0.09  # control strip width (left, +y side)
     SUCCESS_RAD = float(np.deg2rad(35.0))
     RANGE_RAD = 1.9
+    HANDLE_STANDOFF_M = HANDLE_STANDOFF
+
+    def _handle_layout(self) -> tuple[float, float]:
+        """(bar length, bar centre's distance from the hinge) in m: near the free edge."""
+        return 0.11, self.door_w - 0.075
 
     def build(self, parts: SceneParts) -> None:
         rng = self.rng
@@ -194,9 +200,9 @@ class OpenOven(_Furniture):
         self.door_h = H + 0.002 - self.PLINTH_Z
         self.hinge_y = -W / 2 + 0.003
         bar_z = self.door_h - 0.002 - HANDLE_BAR_HALF
-        handle_len = 0.11
-        handle_y = self.door_w - 0.075  # near the free edge, in the door frame (origin on the hinge)
-        self.thumb_local = np.array([-self.DOOR_T - HANDLE_STANDOFF - HANDLE_BAR_HALF, handle_y, bar_z])
+        handle_len, handle_y = self._handle_layout()  # in the door frame (origin on the hinge)
+        standoff = self.HANDLE_STANDOFF_M
+        self.thumb_local = np.array([-self.DOOR_T - standoff - HANDLE_BAR_HALF, handle_y, bar_z])
 
         body_rgb = textures.random_colour(rng, (0.0, 1.0), (0.0, 0.2), (0.55, 0.92))
         door_rgb = textures.random_colour(rng, (0.0, 1.0), (0.35, 0.75), (0.4, 0.8))
@@ -227,7 +233,7 @@ class OpenOven(_Furniture):
                     name="oven_door_panel"),
                 box([-self.DOOR_T - 0.001, dw / 2 - 0.005, 0.5 * (0.035 + dh - 0.06)],
                     [0.001, dw / 2 - 0.05, 0.5 * (dh - 0.06 - 0.035)], mat_glass, extra='contype="0" conaffinity="0"')]
-        door += _handle(-self.DOOR_T, handle_y, bar_z, handle_len, mat_handle, "oven")
+        door += _handle(-self.DOOR_T, handle_y, bar_z, handle_len, mat_handle, "oven", standoff)
         ind = "\n    "
         parts.body_xml.append(
             f'<body name="oven" pos="{fmt([self.front_x, self.center_y, 0])}" quat="{fmt(quat_yaw(self.yaw))}">\n  '
@@ -248,7 +254,7 @@ class OpenOven(_Furniture):
             "door_size_m": [dw, dh], "handle_center": handle_w.tolist(),
             "handle_radius_m": float(np.hypot(self.thumb_local[0], self.thumb_local[1])),
             "handle_bar_length_m": handle_len, "handle_bar_section_m": 2 * HANDLE_BAR_HALF,
-            "handle_clearance_m": HANDLE_STANDOFF,
+            "handle_clearance_m": standoff,
             "handle_grasp": "from above: TCP z down, fingers closing across the bar; opening yaws the hand",
             "joint": "oven_hinge (revolute)", "range_rad": self.RANGE_RAD,
             "success": f"door angle >= {np.rad2deg(self.SUCCESS_RAD):.0f} deg",
@@ -273,3 +279,20 @@ class OpenOven(_Furniture):
         ok = a >= self.SUCCESS_RAD
         return SuccessResult(ok, a, f"oven door open {np.rad2deg(a):.0f} deg (needs >= "
                                     f"{np.rad2deg(self.SUCCESS_RAD):.0f} deg)")
+
+
+class OpenDoor(OpenOven):
+    """The RL door (issue 20): the oven's cabinet and vertically hinged door with a long pull bar
+    along the door's top edge, standing 9 cm off the door (the oven's stands 5 cm off). Why: a
+    top-down Franka Hand hooks the bar from above with one finger between bar and door (the
+    fingers stay open); with 5 cm of clearance that finger has a 2.5 cm window, with 9 cm a
+    6.5 cm one -- the difference between a door a policy can find by exploration in a budget that
+    fits this machine and one it cannot. The bar spans 27-89% of the door's width."""
+
+    name = "open_door"
+    instruction = "Open the door."
+    object_prompt = "door"
+    HANDLE_STANDOFF_M = 0.09
+
+    def _handle_layout(self) -> tuple[float, float]:
+        return 0.62 * self.door_w, 0.58 * self.door_w
