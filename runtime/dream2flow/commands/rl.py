@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 DESCRIPTION = """\
-Reinforcement learning with 3D object flow as the reward (the door of the open_oven scene, a
+Reinforcement learning with 3D object flow as the reward (the open_door sim scene's door, a
 random position and yaw per episode; the Panda or a floating Franka Hand; actions: TCP velocity
 + gripper at 10 Hz through a 100 Hz safety-checked command loop).
 
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = p.add_subparsers(dest="rl_command", metavar="ACTION", parser_class=type(p))
 
     f = s.add_parser("flow", help="make the door-opening flow.npz (privileged inputs)")
-    f.add_argument("--scene-seed", type=int, default=0, help="the door scene (open_oven seed; default 0)")
+    f.add_argument("--scene-seed", type=int, default=0, help="the door scene (open_door seed; default 0)")
     f.add_argument("--video-seed", type=int, default=0, help="the generated video's path details (default 0)")
     f.add_argument("--points", type=int, default=256, help="query points (default 256)")
     f.add_argument("--out", required=True, metavar="DIR", help="writes DIR/flow.npz, video.mp4, flow.png")

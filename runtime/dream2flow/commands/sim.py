@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "camera (robot at its home pose), the camera file, the simulated generator's video of the task "
                     "done without the robot, its relative depth, the ground-truth 3D flow, the object's box and the "
                     "task's instruction / object prompt.")
-    r.add_argument("--task", required=True, help="bread_in_bowl | open_drawer | open_oven")
+    r.add_argument("--task", required=True, help="bread_in_bowl | open_drawer | open_oven | open_door")
     r.add_argument("--seed", type=seed_type(), default=0, help="scene seed (object pose, size, colours, textures); default 0")
     r.add_argument("--out", required=True, help="output folder (written all-or-nothing)")
     r.add_argument("--artifacts", default="clean",

@@ -34,7 +34,7 @@ SETTLE_STEPS = 25  # physics steps (50 ms) after a reset, so contacts and servos
 
 @dataclass(frozen=True)
 class DoorEnvConfig:
-    """``scene_seed`` picks the cabinet's size and look (the same as ``sim render --task open_oven
+    """``scene_seed`` picks the cabinet's size and look (the same as ``sim render --task open_door
     --seed S``); placement changes per episode."""
 
     embodiment: str = "panda"
@@ -66,7 +66,7 @@ class DoorEnvConfig:
 
 def build_scene(embodiment: str, scene_seed: int) -> tuple[Any, Any, Any]:
     """(MjModel, MjData, task) of the door scene with ``embodiment``; for ``panda`` the very XML
-    of ``sim.make_env("open_oven", scene_seed)``."""
+    of ``sim.make_env("open_door", scene_seed)``."""
     import mujoco
 
     from dream2flow.sim.camera import default_camera

@@ -1,5 +1,5 @@
 """The flow the flow reward follows: a simulated generator video of the door opening (the
-``open_oven`` scene of the RL scene seed, robot hidden, ``sim.video_gen``) turned into a 3D
+``open_door`` scene of the RL scene seed, robot hidden, ``sim.video_gen``) turned into a 3D
 object flow by the normal flow stage (``flow.extract.extract_flow``: GrabCut mask, LK tracks,
 depth alignment, lifting, filtering) and saved as ``flow.npz``.
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dream2flow.errors import InvalidInput, NotReady
+from dream2flow.errors import InvalidInput
 from dream2flow.perception.manifest import Manifest, ModelSpec, TensorSpec, sha256_file, spec_from_dict
 from dream2flow.rl.observation import OBS_DIM, OBS_NAMES
 
@@ -156,10 +156,7 @@ def load_policy(name_or_file: str, *, models_dir: str | Path | None = None, engi
         spec = engine.manifest.get(name_or_file)
     if spec.role != ROLE:
         raise InvalidInput(f"model '{spec.name}' has role '{spec.role}', not '{ROLE}'")
-    try:
-        session = engine.session(spec.name)
-    except NotReady:
-        raise
+    session = engine.session(spec.name)
     return PolicyHandle(spec=spec, session=session, env=dict(spec.preprocess))
 
 
