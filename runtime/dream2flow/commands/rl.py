@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--scene-seed", type=int, default=0, help="door scene seed (default 0; must match the flow's)")
     t.add_argument("--name", default="policy", help="policy name (file DIR/NAME.onnx; default 'policy')")
     t.add_argument("--quick", action="store_true", help="a ~1 minute run (small net, 1500 steps) proving the recipe")
+    t.add_argument("--demos", type=int, default=0,
+                   help="scripted demonstration episodes added to the replay buffer before training (default 0; "
+                        "their rewards are the trained reward's)")
     t.set_defaults(func=run_train)
 
     e = s.add_parser("eval", help="evaluate a policy through the runtime engine and the safety-checked loop")
@@ -126,7 +129,11 @@ def run_train(args: argparse.Namespace) -> int:
     command = "dream2flow " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["rl"] else \
         f"dream2flow rl train --env door --embodiment {args.embodiment} --reward {args.reward} --steps {steps} " \
         f"--seed {args.seed} --out {args.out}" + (" --quick" if args.quick else "")
-    train(env_cfg, QUICK if args.quick else SacConfig(), steps=steps, seed=args.seed, out_dir=out,
+    _check_range("--demos", args.demos, 0, 10_000)
+    import dataclasses
+
+    sac = dataclasses.replace(QUICK if args.quick else SacConfig(), demo_episodes=args.demos)
+    train(env_cfg, sac, steps=steps, seed=args.seed, out_dir=out,
           flow_path=flow_path, progress=progress, command=command, policy_name=args.name)
     return 0
 

@@ -43,6 +43,7 @@ class SacConfig:
     gradient_steps: int = 1
     net_arch: tuple[int, ...] = (128, 128)
     n_envs: int = 1
+    demo_episodes: int = 0  # scripted opener episodes added to the replay buffer first (rl.scripted)
 
 
 QUICK = SacConfig(learning_starts=300, batch_size=64, net_arch=(64, 64))
@@ -128,6 +129,10 @@ def train(env_cfg: DoorEnvConfig, sac: SacConfig, *, steps: int, seed: int, out_
                 learning_starts=sac.learning_starts, batch_size=sac.batch_size, tau=sac.tau, gamma=sac.gamma,
                 train_freq=sac.train_freq, gradient_steps=sac.gradient_steps,
                 policy_kwargs={"net_arch": list(sac.net_arch)}, seed=seed, device="cpu", verbose=0)
+    demos = add_demonstrations(model, venv, env_cfg, reward, sac.demo_episodes, seed) if sac.demo_episodes else None
+    if demos:
+        progress(f"replay buffer seeded with {demos['episodes']} scripted demonstration episodes "
+                 f"({demos['transitions']} transitions, {demos['successes']} opened the door; rewards: {env_cfg.reward})")
     rec = _Recorder(steps, progress, every=max(500, steps // 40))
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -162,9 +167,12 @@ def train(env_cfg: DoorEnvConfig, sac: SacConfig, *, steps: int, seed: int, out_
     spec = policy_spec(policy_name, onnx_path.name, file_sha256(onnx_path), env=env_desc,
                        source=f"SAC (stable-baselines3) trained by: {command or 'dream2flow rl train'}",
                        parity=parity, export_command=command,
-                       notes=f"{env_cfg.reward} reward, {env_cfg.embodiment}, {steps} steps, seed {seed}")
+                       notes=f"{env_cfg.reward} reward, {env_cfg.embodiment}, {steps} steps, seed {seed}"
+                             + (f", replay buffer seeded with {sac.demo_episodes} scripted demonstration episodes"
+                                if sac.demo_episodes else ""))
     write_spec(spec, spec_path(onnx_path))
     summary = {"command": command, "seed": seed, "steps": steps, "wall_s": wall, "env": env_cfg.to_dict(),
+               "demonstrations": demos,
                "sac": asdict(sac), "flow": flow_meta, "parity": parity, "episodes": rec.episodes,
                "steps_per_s": steps / wall, "machine": {"python": platform.python_version(), "cpu": platform.processor(),
                                                          "argv": sys.argv},
@@ -175,6 +183,34 @@ def train(env_cfg: DoorEnvConfig, sac: SacConfig, *, steps: int, seed: int, out_
     progress(f"trained in {wall:.0f} s ({steps / wall:.0f} steps/s); policy {onnx_path} (parity max |Δ| "
              f"{parity['max_abs']:.2e})")
     return summary
+
+
+def add_demonstrations(model: Any, venv: Any, env_cfg: DoorEnvConfig, reward: Any, episodes: int,
+                       seed: int) -> dict[str, Any]:
+    """Run ``episodes`` of the scripted opener in a separate env (its own seeds, disjoint from
+    evaluation's) and add the transitions -- raw observations, the trained reward -- to the SAC
+    replay buffer; VecNormalize's running statistics see the observations too."""
+    from dream2flow.rl.scripted import ScriptedOpener
+
+    env = DoorEnv(env_cfg, reward_fn=reward)
+    opener = ScriptedOpener()
+    n, ok = 0, 0
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=10_000_000 + 1000 * seed + ep)
+        opener.reset()
+        while True:
+            action = opener.act(obs).astype(np.float32)
+            nxt, r, term, trunc, info = env.step(action)
+            venv.obs_rms.update(obs[None].astype(np.float64))
+            model.replay_buffer.add(obs[None], nxt[None], action[None], np.array([r], np.float32),
+                                    np.array([term or trunc]), [{"TimeLimit.truncated": bool(trunc and not term)}])
+            n += 1
+            obs = nxt
+            if term or trunc:
+                ok += int(info["success"])
+                break
+    return {"episodes": episodes, "transitions": n, "successes": ok, "policy": "rl.scripted.ScriptedOpener",
+            "seeds": f"10000000 + 1000*seed + 0..{episodes - 1}"}
 
 
 def parity_check(model: Any, venv: Any, weights: MlpWeights, onnx_path: Path, obs: np.ndarray, *, seed: int,
