@@ -122,11 +122,11 @@ def loop_realtime(episodes: int) -> dict:
 
 
 def main() -> None:
+    global POLICY
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--policy", default=POLICY, help="manifest name or .onnx file (default: the shipped policy)")
     a = ap.parse_args()
-    global POLICY
     POLICY = a.policy
     emit({"bench": "rl_machine", "python": platform.python_version(), "cpu": platform.processor(),
           "note": "timings on a shared machine; run under flock /tmp/d2f-heavy.lock"})

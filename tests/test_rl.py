@@ -29,26 +29,6 @@ def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           timeout=timeout, cwd=REPO)
 
 
-def expert_action(obs: np.ndarray, phase: list[int], stop_deg: float = 60.0) -> np.ndarray:
-    """A scripted opener (tests only): above the handle, down into the gap behind the bar, pull
-    along the door's normal until ``stop_deg``."""
-    tcp, handle, ang = obs[0:3].astype(float), obs[7:10].astype(float), float(obs[13])
-    yaw = float(np.arctan2(obs[16], obs[15]))
-    n = np.array([-np.cos(yaw + ang), -np.sin(yaw + ang), 0.0])
-    hook = handle + 0.012 * n
-    if phase[0] == 0 and np.linalg.norm(tcp - (hook + [0, 0, 0.06])) < 0.006:
-        phase[0] = 1
-    if phase[0] == 1 and abs(tcp[2] - (hook[2] - 0.01)) < 0.006:
-        phase[0] = 2
-    if phase[0] < 2:
-        v = np.clip((hook + ([0, 0, 0.06] if phase[0] == 0 else [0, 0, -0.01]) - tcp) * 15, -1, 1)
-    elif np.rad2deg(ang) < stop_deg:
-        v = n * 0.8 + np.clip((hook + [0, 0, -0.01] - tcp) * 8, -0.5, 0.5)
-    else:
-        v = np.zeros(3)
-    return np.concatenate([np.clip(v, -1, 1), [-1.0]])
-
-
 # --- controller ----------------------------------------------------------------------------------
 
 def test_jacobian_matches_finite_differences() -> None:
@@ -97,13 +77,15 @@ def test_scripted_opener_opens_the_door(embodiment: str) -> None:
     """The env's mechanics allow the task: a scripted opener gets the door past 35 degrees with no
     safety stop, for random door placements, in both embodiments."""
     from dream2flow.rl.door_env import DoorEnv, DoorEnvConfig
+    from dream2flow.rl.scripted import ScriptedOpener
 
     env = DoorEnv(DoorEnvConfig(embodiment=embodiment, reward="object_state"))
+    opener = ScriptedOpener()
     for seed in (0, 1):
         obs, info = env.reset(seed=seed)
-        phase = [0]
+        opener.reset()
         for _ in range(env.cfg.horizon):
-            obs, r, term, trunc, info = env.step(expert_action(obs, phase))
+            obs, r, term, trunc, info = env.step(opener.act(obs))
             assert 0.0 <= r <= 2.0
             if term or trunc:
                 break
