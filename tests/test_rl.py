@@ -196,7 +196,7 @@ def test_shipped_policy_parity_with_the_training_framework() -> None:
     from dream2flow.rl.policy import load_policy
 
     policy = load_policy(SHIPPED)
-    run = RESULTS / "panda_flow"
+    run = RESULTS / "shipped"  # the training run the shipped file was exported from (SB3 model + VecNormalize)
     model = SAC.load(run / "sb3_model.zip", device="cpu")
     env = DoorEnv(DoorEnvConfig(reward="object_state"))
     vn = VecNormalize.load(str(run / "vecnormalize.pkl"), DummyVecEnv([lambda: env]))
