@@ -36,8 +36,9 @@ OUT = common.REPO / "exported_models"
 ABOUT = ("The perception models Dream2Flow Edge serves. Entries without sha256 (status 'not exported here') "
          "list what to export and how: their weights were never downloaded in this repository. Export each with "
          "its export_command on a workstation with torch; that replaces the entry with the file's sha256, I/O "
-         "signature and parity figures. Entries with a sha256 (MediaPipe's hand models) were exported here and "
-         "their files are committed in this folder. See exported_models/README.md.")
+         "signature and parity figures. Entries with a sha256 (MediaPipe's hand models; the RL policies, role "
+         "'policy') were exported or trained here and their files are committed in this folder. See "
+         "exported_models/README.md.")
 
 # What ``export_tools/export_mediapipe_hands.py --out exported_models`` produced (it prints these;
 # the conversion is byte-reproducible, so a re-run must give the same sha256).
