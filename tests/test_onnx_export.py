@@ -154,8 +154,9 @@ def test_committed_manifest_is_honest_and_current() -> None:
             assert "sha256" in m.source_checkpoint and m.parity["max_abs"] <= m.parity["bound"]
         else:
             assert m.sha256 is None and m.status == "not exported here"
-    assert {m.name for m in committed.models if m.status == "exported"} == {
+    assert {m.name for m in committed.models if m.status == "exported" and m.role != "policy"} == {
         "mediapipe_palm_detection_full", "mediapipe_hand_landmark_full"}
+    assert {m.name for m in committed.models if m.role == "policy"} == {"door_panda_flow_reward"}
 
 
 def test_committed_io_names_match_what_the_scripts_export(tiny) -> None:
