@@ -37,6 +37,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     cv2.imwrite(str(d / "d0_8bit.png"), np.zeros((240, 320), np.uint8))
     write_rgb(d / "i0_small.png", np.asarray(sc.frames[0])[::2, ::2].copy())
     write_rgb(d / "i0_flat.png", np.full((240, 320, 3), 128, np.uint8))
+    np.save(d / "d0_flat.npy", np.full((240, 320), 1.1, np.float32))  # with i0_flat: a plain wall
     np.save(d / "rel_short.npy", sc.rel_depth(seed=0)[:10])
     np.save(d / "rel_wide.npy", sc.rel_depth(seed=0)[:, :, :200])
     np.save(d / "rel_2d.npy", sc.rel_depth(seed=0)[0])
@@ -104,7 +105,7 @@ BAD = {
     "box outside the image": (dict(box="250,10,400,100"), 2, "not inside"),
     "box not 4 numbers": (dict(box="1,2,3"), 2, "x0,y0,x1,y1"),
     "box inverted": (dict(box="200,150,100,80"), 2, "inverted"),
-    "mask with no pixels": (dict(rgb="i0_flat.png"), 4, "mask empty"),
+    "mask with no pixels": (dict(rgb="i0_flat.png", depth="d0_flat.npy"), 4, "mask empty"),
     "depth all zero": (dict(depth="d0_zero.npy"), 2, "no valid depth"),
     "depth all NaN": (dict(depth="d0_nan.npy"), 2, "no valid depth"),
     "depth 8-bit png": (dict(depth="d0_8bit.png"), 2, "16-bit"),

@@ -83,12 +83,12 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
     """Video (frame 0 ~ I0) + RGB-D of I0 + object box (x0,y0,x1,y1 px in I0) + video depth (a
     ``VideoDepth`` or a relative depth array [T,H,W]) -> ``FlowResult``.
 
-    Defaults: ``GrabCutSegmenter(seed=seed)``, ``ClassicalLKTracker()``, ``GivenVideoDepth`` for an
-    array. Raises ``InvalidInput`` (sizes, box, empty depth), ``PerceptionFailed`` (empty mask,
+    Defaults: ``RGBDSegmenter(seed=seed)`` (colour + D0), ``ClassicalLKTracker()``,
+    ``GivenVideoDepth`` for an array. Raises ``InvalidInput`` (sizes, box, empty depth), ``PerceptionFailed`` (empty mask,
     nothing tracked), ``AlignmentFailed`` (depth fit degenerate or poor).
     """
-    from dream2flow.perception.classical import ClassicalLKTracker, GivenVideoDepth, GrabCutSegmenter, \
-        sample_query_points
+    from dream2flow.perception.classical import ClassicalLKTracker, GivenVideoDepth, sample_query_points
+    from dream2flow.perception.rgbd_segmenter import RGBDSegmenter
 
     cfg = config or FlowConfig()
     if not isinstance(num_points, (int, np.integer)) or not 1 <= int(num_points) <= MAX_NUM_POINTS:
@@ -97,7 +97,7 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
     T = video.num_frames
     W, H = video.size_wh
     box_f = validate_box(box, W, H)
-    seg = segmenter or GrabCutSegmenter(seed=seed)
+    seg = segmenter or RGBDSegmenter(seed=seed)
     trk = tracker or ClassicalLKTracker()
     vd: VideoDepth = GivenVideoDepth(video_depth) if isinstance(video_depth, np.ndarray) else video_depth
     timings: dict[str, float] = {}
@@ -109,7 +109,7 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
         raise InvalidInput(f"video depth is {list(rel.shape)} but the video is [{T}, {H}, {W}]")
 
     t0 = time.perf_counter()
-    mask = np.asarray(seg(rgbd.rgb, box_f), dtype=bool)
+    mask = np.asarray(seg(rgbd.rgb, box_f, depth_m=rgbd.depth_m), dtype=bool)
     timings["segment"] = time.perf_counter() - t0
     if mask.shape != (H, W):
         raise PerceptionFailed(f"segmenter {seg.name} returned a {list(mask.shape)} mask for a {W}x{H} image")

@@ -9,7 +9,7 @@ Names (recorded in ``ObjectFlow.meta``) say what they are: ``classical_grabcut``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -26,10 +26,12 @@ LucasKanadeTracker = ClassicalLKTracker  # the name in the team API note
 class GrabCutSegmenter:
     """Box -> object mask with OpenCV GrabCut (colour GMMs + graph cut), then the largest
     connected component. Deterministic: OpenCV's RNG (used by the GMM k-means) is seeded.
+    Colour only: a ``depth_m`` argument is accepted (the ``Segmenter`` protocol) and ignored;
+    ``RGBDSegmenter`` (``perception.rgbd_segmenter``) is the one that uses D0.
 
     GrabCut needs background colour samples outside the box, so a box covering (almost) the
     whole image is refused. It runs on a crop around the box (``context`` x the box size on
-    each side) for speed; the background model comes from that ring.
+    each side, at least 16 px) for speed; the background model comes from that ring.
     """
 
     name = "classical_grabcut"
@@ -42,44 +44,95 @@ class GrabCutSegmenter:
         self.context = float(context)
         self.min_pixels = int(min_pixels)
 
-    def __call__(self, image: UInt8[np.ndarray, "H W 3"], box: Box) -> Bool[np.ndarray, "H W"]:
-        import cv2
-
-        img = np.asarray(image)
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise InvalidInput(f"segmenter image must be [H,W,3] uint8, got {img.dtype} {list(img.shape)}")
+    def __call__(self, image: UInt8[np.ndarray, "H W 3"], box: Box,
+                 depth_m: Float[np.ndarray, "H W"] | None = None) -> Bool[np.ndarray, "H W"]:
+        img = check_rgb(image)
         H, W = img.shape[:2]
-        x0, y0, x1, y1 = validate_box(box, W, H)
-        ix0, iy0 = int(np.floor(x0)), int(np.floor(y0))
-        ix1, iy1 = int(np.ceil(x1)), int(np.ceil(y1))
-        bw, bh = ix1 - ix0, iy1 - iy0
-        mx, my = max(16, int(self.context * bw)), max(16, int(self.context * bh))
-        cx0, cy0, cx1, cy1 = max(0, ix0 - mx), max(0, iy0 - my), min(W, ix1 + mx), min(H, iy1 + my)
-        ring = (cx1 - cx0) * (cy1 - cy0) - bw * bh
-        if ring < max(64, 0.02 * W * H):
-            raise InvalidInput(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) covers (almost) the whole {W}x{H} image: "
-                               "GrabCut needs background pixels outside the box")
-        crop = np.ascontiguousarray(img[cy0:cy1, cx0:cx1, ::-1])
-        gc_mask = np.zeros(crop.shape[:2], np.uint8)
-        bgd = np.zeros((1, 65), np.float64)
-        fgd = np.zeros((1, 65), np.float64)
-        cv2.setRNGSeed(self.seed)
-        try:
-            cv2.grabCut(crop, gc_mask, (ix0 - cx0, iy0 - cy0, bw, bh), bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT)
-        except cv2.error as exc:  # e.g. a uniform image: the GMM cannot be initialised
-            raise PerceptionFailed(f"GrabCut failed on box ({x0:g},{y0:g},{x1:g},{y1:g}): "
-                                   f"{str(exc).strip().splitlines()[-1]}") from None
-        fg = (gc_mask == cv2.GC_FGD) | (gc_mask == cv2.GC_PR_FGD)
-        fg = _largest_component(fg)
-        if int(fg.sum()) < self.min_pixels:
-            raise PerceptionFailed(f"segmentation of box ({x0:g},{y0:g},{x1:g},{y1:g}) found "
-                                   f"{int(fg.sum())} object pixels (mask empty); is there an object in the box?")
-        mask = np.zeros((H, W), bool)
-        mask[cy0:cy1, cx0:cx1] = fg
-        return mask
+        box_f = validate_box(box, W, H)
+        win = crop_window(box_f, W, H, self.context)
+        cx0, cy0, cx1, cy1 = win.crop
+        ix0, iy0, ix1, iy1 = win.box
+        gc_mask = np.zeros((cy1 - cy0, cx1 - cx0), np.uint8)
+        rect = (ix0 - cx0, iy0 - cy0, ix1 - ix0, iy1 - iy0)
+        fg = run_grabcut(img, win, gc_mask, self.iterations, self.seed, rect=rect)
+        return finish_mask(fg, win, (H, W), box_f, self.min_pixels)
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
+class CropWindow(NamedTuple):
+    """Integer pixel boxes (x0, y0, x1, y1; x1/y1 exclusive) of the object box rounded outwards
+    (``box``) and of the crop around it that GrabCut works on (``crop``)."""
+
+    box: tuple[int, int, int, int]
+    crop: tuple[int, int, int, int]
+
+
+def check_rgb(image: np.ndarray) -> np.ndarray:
+    """The image as an [H,W,3] uint8 array, or ``InvalidInput``."""
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise InvalidInput(f"segmenter image must be [H,W,3] uint8, got {img.dtype} {list(img.shape)}")
+    return img
+
+
+def crop_window(box_f: tuple[float, float, float, float], W: int, H: int, context: float) -> CropWindow:
+    """The box rounded outwards and a crop ``context`` x its size (>= 16 px) larger on each side,
+    clipped to the image. Refuses (``InvalidInput``) a box that leaves too little of the *image*
+    outside it for a background model: < 2 % of the image or < 64 px. (The test is about the box
+    against the image: a small box near a border has a small ring but plenty of background.)"""
+    x0, y0, x1, y1 = box_f
+    ix0, iy0 = int(np.floor(x0)), int(np.floor(y0))
+    ix1, iy1 = int(np.ceil(x1)), int(np.ceil(y1))
+    bw, bh = ix1 - ix0, iy1 - iy0
+    if W * H - bw * bh < max(64, 0.02 * W * H):
+        raise InvalidInput(f"box ({x0:g},{y0:g},{x1:g},{y1:g}) covers (almost) the whole {W}x{H} image: "
+                           "GrabCut needs background pixels outside the box")
+    mx, my = max(16, int(context * bw)), max(16, int(context * bh))
+    crop = (max(0, ix0 - mx), max(0, iy0 - my), min(W, ix1 + mx), min(H, iy1 + my))
+    return CropWindow((ix0, iy0, ix1, iy1), crop)
+
+
+def run_grabcut(img: np.ndarray, win: CropWindow, gc_mask: np.ndarray, iterations: int, seed: int, *,
+                rect: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """OpenCV GrabCut on ``win.crop`` of ``img`` (RGB), seeded. ``rect`` (crop coordinates) ->
+    rectangle initialisation; otherwise ``gc_mask`` (crop-sized GC_* labels) is the prior.
+    Returns the crop's foreground (GC_FGD | GC_PR_FGD) as bool; ``PerceptionFailed`` if OpenCV
+    cannot model the colours (e.g. a uniform image)."""
+    import cv2
+
+    cx0, cy0, cx1, cy1 = win.crop
+    crop = np.ascontiguousarray(img[cy0:cy1, cx0:cx1, ::-1])
+    bgd = np.zeros((1, 65), np.float64)
+    fgd = np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(int(seed))
+    try:
+        if rect is not None:
+            cv2.grabCut(crop, gc_mask, rect, bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
+        else:
+            cv2.grabCut(crop, gc_mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    except cv2.error as exc:  # e.g. a uniform image: the GMM cannot be initialised
+        x0, y0, x1, y1 = win.box
+        raise PerceptionFailed(f"GrabCut failed on box ({x0},{y0},{x1},{y1}): "
+                               f"{str(exc).strip().splitlines()[-1]}") from None
+    return (gc_mask == cv2.GC_FGD) | (gc_mask == cv2.GC_PR_FGD)
+
+
+def finish_mask(fg_crop: np.ndarray, win: CropWindow, shape: tuple[int, int],
+                box_f: tuple[float, float, float, float], min_pixels: int) -> np.ndarray:
+    """Largest connected component of the crop's foreground, pasted into a full-size mask;
+    ``PerceptionFailed`` if it has fewer than ``min_pixels`` pixels."""
+    fg = largest_component(fg_crop)
+    if int(fg.sum()) < min_pixels:
+        x0, y0, x1, y1 = box_f
+        raise PerceptionFailed(f"segmentation of box ({x0:g},{y0:g},{x1:g},{y1:g}) found "
+                               f"{int(fg.sum())} object pixels (mask empty); is there an object in the box?")
+    cx0, cy0, cx1, cy1 = win.crop
+    mask = np.zeros(shape, bool)
+    mask[cy0:cy1, cx0:cx1] = fg
+    return mask
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of a bool mask (the mask itself if it has one or none)."""
     import cv2
 
     if not mask.any():
@@ -192,4 +245,5 @@ class GivenVideoDepth:
         return out
 
 
-__all__ = ["GrabCutSegmenter", "sample_query_points", "ClassicalLKTracker", "LucasKanadeTracker", "GivenVideoDepth"]
+__all__ = ["GrabCutSegmenter", "CropWindow", "check_rgb", "crop_window", "run_grabcut", "finish_mask",
+           "largest_component", "sample_query_points", "ClassicalLKTracker", "LucasKanadeTracker", "GivenVideoDepth"]

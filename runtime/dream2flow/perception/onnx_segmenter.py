@@ -57,7 +57,8 @@ class OnnxSam2Segmenter:
         up = cv2.resize(low, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
         return cv2.resize(up, (W, H), interpolation=cv2.INTER_LINEAR)
 
-    def __call__(self, image: np.ndarray, box: Box) -> np.ndarray:
+    def __call__(self, image: np.ndarray, box: Box, depth_m: np.ndarray | None = None) -> np.ndarray:
+        """``depth_m`` (the ``Segmenter`` protocol's D0) is accepted and ignored: SAM 2 sees RGB only."""
         mask = self.logits(image, box) > self.threshold
         if int(mask.sum()) < self.min_pixels:
             raise PerceptionFailed(f"{self.name}: the mask for box {tuple(round(float(v), 1) for v in box)} is empty "

@@ -93,12 +93,18 @@ class Detector(Protocol):
 
 @runtime_checkable
 class Segmenter(Protocol):
-    """Box-prompted segmentation: image + box -> boolean mask ``[H,W]``. Raises
-    ``PerceptionFailed`` when the mask would be empty, ``InvalidInput`` for a bad box."""
+    """Box-prompted segmentation: image + box (+ optional depth) -> boolean mask ``[H,W]``.
+
+    ``depth_m`` is the robot camera's metric depth of the same view (``[H,W]`` float32 metres
+    along the optical axis, aligned with ``image``; 0 or NaN = invalid). The robot always has
+    it (D0), so callers pass it; a segmenter that does not use depth accepts and ignores it.
+    Raises ``PerceptionFailed`` when the mask would be empty, ``InvalidInput`` for a bad box
+    or a depth map of another size."""
 
     name: str
 
-    def __call__(self, image: UInt8[np.ndarray, "H W 3"], box: Box) -> Bool[np.ndarray, "H W"]: ...
+    def __call__(self, image: UInt8[np.ndarray, "H W 3"], box: Box,
+                 depth_m: Float[np.ndarray, "H W"] | None = None) -> Bool[np.ndarray, "H W"]: ...
 
 
 @runtime_checkable
