@@ -70,6 +70,21 @@ def _noise_texture(rng: np.random.Generator, w: int, h: int, lo: int = 30, span:
     return np.clip((lo + span * tex) * np.asarray(tint, np.float32), 0, 255).astype(np.uint8)
 
 
+def _material_texture(rng: np.random.Generator, w: int, h: int, px_per_m: float,
+                      cells_m: tuple[float, ...] = (0.06, 0.02, 0.008, 0.003)) -> np.ndarray:
+    """A stationary two-colour material (a painted, speckled board): noise octaves whose cell sizes
+    are fixed in metres (``cells_m``), so any 10 cm patch has the same colour statistics as any
+    other -- unlike ``_noise_texture``'s big blobs. Fine enough to track at ~1 m."""
+    mix = np.zeros((h, w), np.float32)
+    for cell, amp in zip(cells_m, (0.9, 0.7, 0.5, 0.4)):
+        cw, ch = max(2, int(w / (cell * px_per_m))), max(2, int(h / (cell * px_per_m)))
+        mix += amp * cv2.resize(rng.random((ch, cw)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    mix = (mix - mix.mean()) / (mix.std() + 1e-6)
+    a, b = np.float32([150, 110, 70]), np.float32([210, 180, 130])  # two wood-like tones
+    t = 1.0 / (1.0 + np.exp(-1.5 * mix))[..., None]
+    return np.clip(a * (1 - t) + b * t, 0, 255).astype(np.uint8)
+
+
 @dataclass
 class Plane:
     """A textured rectangle of ``size_m`` (w, h) in its own x-y plane, posed per frame."""
@@ -243,6 +258,57 @@ def make_scene(width: int = 320, height: int = 240, num_frames: int = 24, *, occ
         occ_tex[::8 * supersample // 2] = (240, 230, 220)  # stripes: some texture, clearly not the card
         occ = Plane(occ_tex, occ_size, occ_poses)
 
+    return _render(cam, bg, obj, occ, T, width, height, supersample, fps,
+                   {"seed": seed, "exit_frame": exit_frame, "occluder": occluder})
+
+
+
+def make_door_scene(width: int = 640, height: int = 480, num_frames: int = 24, *, seed: int = 0, fps: float = 10.0,
+                    supersample: int = 2, gap_m: float = 0.03, open_deg: float = 30.0) -> SyntheticScene:
+    """A textured door (a 30 x 40 cm cabinet door) swinging open by ``open_deg`` about its left
+    edge, in front of a wall of the *same* material: both textures are drawn by one generator with
+    the same parameters at the same pixels per metre (the door is cut from a second wall-sized
+    draw), so colour statistics cannot tell them apart. Closed, the door stands ``gap_m`` proud
+    of the wall, which is tilted to the camera so that depth varies across the door."""
+    rng = np.random.default_rng(seed)
+    cam = make_camera(width, height)
+    K = cam.K
+    f = K[0, 0]
+    T = num_frames
+    s = np.linspace(0.0, 1.0, T)
+    ease = 0.5 - 0.5 * np.cos(np.pi * s)
+
+    wall_size = (2.4, 1.8)
+    z_wall = 1.05
+    R_wall = _rot([0, 1, 0], np.deg2rad(25)) @ _rot([1, 0, 0], np.deg2rad(-12))  # local z: away from the camera
+    T_cam_wall = _pose(R_wall, np.array([0.0, 0.0, z_wall]))
+    px_per_m = f / z_wall * 0.9 * supersample
+    tex_w, tex_h = int(px_per_m * wall_size[0]), int(px_per_m * wall_size[1])
+    # (same parameters for both draws: "similarly textured" by construction)
+    wall_tex = _material_texture(rng, tex_w, tex_h, px_per_m)
+    stock = _material_texture(rng, tex_w, tex_h, px_per_m)
+    door_size = (0.30, 0.40)
+    dw, dh = int(px_per_m * door_size[0]), int(px_per_m * door_size[1])
+    ox, oy = int(rng.integers(0, tex_w - dw)), int(rng.integers(0, tex_h - dh))
+    door_tex = np.ascontiguousarray(stock[oy:oy + dh, ox:ox + dw])
+
+    hinge = np.array([-0.03 - door_size[0] / 2, 0.02, -gap_m])  # wall coordinates; -z is towards the camera
+    poses = []
+    for e in ease:
+        th = np.deg2rad(open_deg) * e  # R_y(th) takes the door's +x edge towards -z: it opens towards us
+        T_wall_door = _pose(np.eye(3), hinge) @ _pose(_rot([0, 1, 0], th), np.zeros(3)) @ \
+            _pose(np.eye(3), np.array([door_size[0] / 2, 0.0, 0.0]))
+        poses.append(T_cam_wall @ T_wall_door)
+    door = Plane(door_tex, door_size, np.stack(poses))
+    wall = Plane(wall_tex, wall_size, np.repeat(T_cam_wall[None], T, axis=0))
+    return _render(cam, wall, door, None, T, width, height, supersample, fps,
+                   {"seed": seed, "door": True, "gap_m": gap_m, "open_deg": open_deg})
+
+def _render(cam: CameraModel, bg: Plane, obj: Plane, occ: Plane | None, T: int, width: int, height: int,
+            supersample: int, fps: float, meta: dict) -> SyntheticScene:
+    """Paint the planes far to near (``bg`` static, then ``obj``, then ``occ``) at ``supersample``x,
+    with exact depth and masks by ray-plane intersection."""
+    K = cam.K
     ss = supersample
     Kss = K.copy()
     Kss[:2] *= ss
@@ -294,8 +360,7 @@ def make_scene(width: int = 320, height: int = 240, num_frames: int = 24, *, occ
         omasks.append(objm & ~occm)
         occmasks.append(occm)
     return SyntheticScene(camera=cam, frames=np.stack(frames), depth_m=np.stack(depths), object_mask=np.stack(omasks),
-                          occluder_mask=np.stack(occmasks), obj=obj, occluder=occ, fps=fps,
-                          meta={"seed": seed, "exit_frame": exit_frame, "occluder": occluder})
+                          occluder_mask=np.stack(occmasks), obj=obj, occluder=occ, fps=fps, meta=meta)
 
 
 def _bbox(p: Plane, K: np.ndarray, t: int, W: int, H: int) -> tuple[int, int, int, int]:
@@ -311,12 +376,12 @@ def _bbox(p: Plane, K: np.ndarray, t: int, W: int, H: int) -> tuple[int, int, in
 _CACHE: dict[tuple, SyntheticScene] = {}
 
 
-def cached_scene(**kwargs) -> SyntheticScene:
-    """``make_scene(**kwargs)`` rendered once per test session (arrays marked read-only, so a test
-    cannot change what another one sees)."""
-    key = tuple(sorted(kwargs.items()))
+def cached_scene(*, door: bool = False, **kwargs) -> SyntheticScene:
+    """``make_scene(**kwargs)`` (``make_door_scene`` with ``door=True``) rendered once per test
+    session (arrays marked read-only, so a test cannot change what another one sees)."""
+    key = (door,) + tuple(sorted(kwargs.items()))
     if key not in _CACHE:
-        sc = make_scene(**kwargs)
+        sc = (make_door_scene if door else make_scene)(**kwargs)
         for a in (sc.frames, sc.depth_m, sc.object_mask, sc.occluder_mask):
             a.flags.writeable = False
         _CACHE[key] = sc
