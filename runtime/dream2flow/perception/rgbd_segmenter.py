@@ -75,7 +75,7 @@ class RGBDSegmenter:
                  plane_tol_m: float = 0.006, plane_tol_rel: float = 0.006, max_planes: int = 8,
                  min_plane_frac: float = 0.02, ransac_iters: int = 256, ransac_points: int = 4000,
                  jump_m: float = 0.012, jump_rel: float = 0.02, min_valid_frac: float = 0.3,
-                 min_box_iou: float = 0.5, sure_inside: float = 0.9, sure_outside: float = 0.1,
+                 min_box_iou: float = 0.35, sure_inside: float = 0.9, sure_outside: float = 0.1,
                  core_erode_px: int | None = None, band_px: int = 4) -> None:
         for nm, v in (("iterations", iterations), ("ransac_iters", ransac_iters), ("ransac_points", ransac_points)):
             if int(v) < 1:
@@ -180,6 +180,7 @@ class RGBDSegmenter:
 
         # the object: the biggest such segment, grown over adjacent ones that are not behind it
         obj_ids: set[int] = set()
+        maybe_ids: set[int] = set()
         if sure.any():
             main = int(np.argmax(np.where(sure, inside, -1)))
             obj_ids = {main}
@@ -187,7 +188,8 @@ class RGBDSegmenter:
             kind: dict[tuple[int, int], str] = {}
 
             def relation(a_id: int, b_id: int) -> str:
-                """B seen from A: "front", "behind", "convex" or "concave" (continuous surfaces)."""
+                """B seen from A: "front", "behind", or for continuous surfaces "convex", "flat" (coplanar,
+                e.g. across a groove: one part or two?) or "concave"."""
                 if (a_id, b_id) not in kind:
                     dz = rel[a_id][b_id]
                     if dz <= -1.0:
@@ -195,7 +197,8 @@ class RGBDSegmenter:
                     elif dz >= 1.0:
                         kind[a_id, b_id] = "behind"
                     else:
-                        kind[a_id, b_id] = "concave" if self._convexity(seg, z, a_id, b_id) < -0.5 else "convex"
+                        c = self._convexity(seg, z, a_id, b_id)
+                        kind[a_id, b_id] = "concave" if c < -0.5 else "convex" if c > 0.5 else "flat"
                 return kind[a_id, b_id]
 
             grow = [main]
@@ -206,24 +209,32 @@ class RGBDSegmenter:
                             and not any(rel[o].get(b_id, 0.0) >= 1.0 for o in obj_ids)):
                         obj_ids.add(b_id)
                         grow.append(b_id)
-            # segments the object occludes or rests against, and nowhere a convex continuation of it
+            # "maybe" the object (colour decides): coplanar neighbours across a groove (one part or
+            # two?). Not grown further: a cabinet continues convexly from its lower front.
+            for a_id in sorted(obj_ids):
+                for b_id in sorted(rel.get(a_id, {})):
+                    if (sure[b_id] and b_id not in obj_ids and relation(a_id, b_id) == "flat"
+                            and not any(rel[o].get(b_id, 0.0) >= 1.0 for o in obj_ids)):
+                        maybe_ids.add(b_id)
+            # segments the object occludes or rests against, and nowhere a continuation of it
             behind = np.zeros(n_seg + 1, bool)
             attached = np.zeros(n_seg + 1, bool)
-            for a_id in obj_ids:
+            for a_id in obj_ids | maybe_ids:
                 for b_id in rel.get(a_id, {}):
-                    if b_id not in obj_ids:
+                    if b_id not in obj_ids and b_id not in maybe_ids:
                         r_ab = relation(a_id, b_id)
                         behind[b_id] |= r_ab in ("behind", "concave")
-                        attached[b_id] |= r_ab in ("front", "convex")
+                        attached[b_id] |= r_ab in ("front", "convex", "flat")
             behind &= ~attached
             behind[0] = True  # the far side of depth jumps
         else:
             behind = np.zeros(n_seg + 1, bool)
         obj = np.isin(seg, sorted(obj_ids)) & in_box
+        maybe = np.isin(seg, sorted(maybe_ids)) & in_box
 
         prior = np.full((h, w), cv2.GC_BGD, np.uint8)
         prior[in_box] = cv2.GC_PR_BGD
-        biou = _bbox_iou(obj, in_box)
+        biou = _bbox_iou(obj | maybe, in_box)
         if obj.any() and biou >= self.min_box_iou:
             mode = "confident"
             filled = _fill_holes(obj)
@@ -242,8 +253,9 @@ class RGBDSegmenter:
             # the rim: colour decides, starting from "object" except where depth saw it behind the object
             prior[in_box & near & ~filled] = cv2.GC_PR_FGD
             prior[in_box & near & ~filled & valid & behind[seg]] = cv2.GC_PR_BGD
-            reason = (f"{n_planes} plane(s), {int(big.sum())} depth segment(s), {len(obj_ids)} of them the object "
-                      f"(bbox IoU with the box {biou:.2f})")
+            prior[maybe & ~filled] = cv2.GC_PR_FGD
+            reason = (f"{n_planes} plane(s), {int(big.sum())} depth segment(s), {len(obj_ids)} of them the object, "
+                      f"{len(maybe_ids)} maybe (bbox IoU with the box {biou:.2f})")
         else:
             mode = "weak"
             prior[in_box & ~(is_big & (f < self.sure_outside))] = cv2.GC_PR_FGD
