@@ -117,10 +117,10 @@ def run_grabcut(img: np.ndarray, win: CropWindow, gc_mask: np.ndarray, iteration
 
 
 def finish_mask(fg_crop: np.ndarray, win: CropWindow, shape: tuple[int, int],
-                box_f: tuple[float, float, float, float], min_pixels: int) -> np.ndarray:
-    """Largest connected component of the crop's foreground, pasted into a full-size mask;
-    ``PerceptionFailed`` if it has fewer than ``min_pixels`` pixels."""
-    fg = largest_component(fg_crop)
+                box_f: tuple[float, float, float, float], min_pixels: int, *, largest: bool = True) -> np.ndarray:
+    """The crop's foreground (its largest connected component if ``largest``) pasted into a
+    full-size mask; ``PerceptionFailed`` if it has fewer than ``min_pixels`` pixels."""
+    fg = largest_component(fg_crop) if largest else fg_crop
     if int(fg.sum()) < min_pixels:
         x0, y0, x1, y1 = box_f
         raise PerceptionFailed(f"segmentation of box ({x0:g},{y0:g},{x1:g},{y1:g}) found "

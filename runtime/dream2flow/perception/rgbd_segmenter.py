@@ -77,9 +77,16 @@ class RGBDSegmenter:
                  jump_m: float = 0.012, jump_rel: float = 0.02, min_valid_frac: float = 0.3,
                  min_box_iou: float = 0.35, sure_inside: float = 0.9, sure_outside: float = 0.1,
                  core_erode_px: int | None = None, band_px: int = 4) -> None:
-        for nm, v in (("iterations", iterations), ("ransac_iters", ransac_iters), ("ransac_points", ransac_points)):
+        for nm, v in (("iterations", iterations), ("ransac_iters", ransac_iters), ("ransac_points", ransac_points),
+                      ("max_planes", max_planes)):
             if int(v) < 1:
                 raise InvalidInput(f"RGBDSegmenter {nm} must be >= 1, got {v}")
+        for nm, v in (("band_px", band_px), ("core_erode_px", 0 if core_erode_px is None else core_erode_px),
+                      ("min_pixels", min_pixels)):
+            if int(v) < 0:
+                raise InvalidInput(f"RGBDSegmenter {nm} must be >= 0, got {v}")
+        if not float(context) > 0:
+            raise InvalidInput(f"RGBDSegmenter context must be > 0, got {context}")
         for nm, v in (("plane_tol_m", plane_tol_m), ("jump_m", jump_m)):
             if not float(v) > 0:
                 raise InvalidInput(f"RGBDSegmenter {nm} must be > 0 m, got {v}")
@@ -142,11 +149,11 @@ class RGBDSegmenter:
 
         prior, mode, n_planes, reason = self._prior(z, in_box)
         fg = run_grabcut(img, win, prior.copy(), self.iterations, self.seed)
-        if mode == "confident":  # keep every piece GrabCut left attached to the depth core
+        if mode == "confident":  # keep every piece that holds some of the depth core, drop specks
             n, labels = cv2.connectedComponents(fg.astype(np.uint8), connectivity=8)
             core_labels = np.unique(labels[(prior == cv2.GC_FGD) & fg])
             fg = np.isin(labels, core_labels[core_labels > 0]) if core_labels.size else largest_component(fg)
-        mask = finish_mask(fg, win, (H, W), box_f, self.min_pixels)
+        mask = finish_mask(fg, win, (H, W), box_f, self.min_pixels, largest=mode != "confident")
         log.debug("RGBDSegmenter: %s on box %s (%s)", mode, tuple(round(v, 1) for v in box_f), reason)
         return SegmentResult(mask, mode, n_planes, prior, win, reason)
 
