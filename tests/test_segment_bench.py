@@ -19,6 +19,7 @@ def test_segment_bench_quick(capsys: pytest.CaptureFixture) -> None:
     assert mod.main(["--quick"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert all(r["bench"] == "segment" for r in rows)
+    assert rows[0]["measure"] == "config" and rows[0]["depth_noise_k"] == 0.0
     scenes = [r for r in rows if r["measure"] == "scene"]
     tasks = {"bread_in_bowl", "open_drawer", "open_oven", "door_vs_wall"}
     assert {r["task"] for r in scenes} == tasks and {r["box"] for r in scenes} == {"tight", "pad20", "pad40"}
