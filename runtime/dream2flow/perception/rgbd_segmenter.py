@@ -16,15 +16,16 @@ the box (the box plus half its size on each side):
    (almost) entirely inside the box (``>= sure_inside``) may be the object's; one spilling out of
    the box is background. The object is grown from the biggest such piece over touching pieces
    that are in front of it or continue it *convexly* (the faces of one box); a piece it occludes
-   or meets at a *concave* crease (the table it rests on, the frame a door sits in) is not it.
+   or meets at a *concave* crease (the table it rests on, the frame a door sits in) is not it; a
+   coplanar neighbour across a groove (a drawer front and the panel below it) is *maybe* it.
    Convexity also needs no intrinsics: each side's local inverse-depth plane is extended over
    the other side and compared with the depth there.
 4. **GrabCut on the combined prior.** If the object's pieces explain the box (their bounding box
    overlaps it with IoU >= ``min_box_iou``) the prior is *confident*: their core (eroded by ~3 %
-   of the box) is ``GC_FGD``, a rim around them ``GC_PR_FGD`` (``GC_PR_BGD`` where depth saw
-   something behind the object), other surfaces in the box ``GC_BGD``, outside the box
-   ``GC_BGD``; GrabCut's colour models settle the rim (e.g. a thin top face that depth merged
-   with the cabinet top). Otherwise the prior is *weak*: the box is ``GC_PR_FGD`` except
+   of the box) is ``GC_FGD``; a rim around them and the *maybe* pieces are ``GC_PR_FGD``
+   (``GC_PR_BGD`` where depth saw something behind the object); other surfaces in the box and
+   everything outside it are ``GC_BGD``. GrabCut's colour models settle the rim (e.g. a thin top
+   face that depth merged with the cabinet top) and the maybes. Otherwise the prior is *weak*: the box is ``GC_PR_FGD`` except
    surfaces spilling far out of it (``GC_PR_BGD``), and colour decides, as in plain GrabCut.
 
 Without depth (``depth_m`` None, or less than ``min_valid_frac`` of the box valid) it is plain
