@@ -8,7 +8,7 @@ succeeded) and the same seed must always give the same scene and the same pictur
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -33,31 +33,36 @@ def make_env(task: str, seed: int, *, camera: CameraModel | None = None) -> "Sim
     return SimEnv(task, seed, camera=camera)
 
 
-def draw_task(task: str, seed: int) -> tuple[Any, np.random.Generator]:
+def draw_task(task: str, seed: int, task_factory: Callable[[np.random.Generator], Any] | None = None
+              ) -> tuple[Any, np.random.Generator]:
     """(task instance, scene generator) for ``seed``: the same seed always gives the same task
-    geometry and the same table/lighting draws (``scene.compose``), in any scene built from them."""
-    if task not in TASK_CLASSES:
+    geometry and the same table/lighting draws (``scene.compose``), in any scene built from them.
+    ``task_factory(rng)`` builds a task outside ``TASKS`` (``push_t``) from the same streams."""
+    if task_factory is None and task not in TASK_CLASSES:
         raise InvalidInput(f"unknown sim task '{task}' (choose from {', '.join(TASKS)})")
     ss = np.random.SeedSequence([int(seed), zlib.crc32(task.encode())])
     scene_rng, task_rng = (np.random.default_rng(s) for s in ss.spawn(2))
-    return TASK_CLASSES[task](task_rng), scene_rng
+    return (task_factory or TASK_CLASSES[task])(task_rng), scene_rng
 
 
 class SimEnv:
     """Attributes: ``task``, ``seed``, ``instruction``, ``object_prompt``, ``model``, ``data``
     (MuJoCo), ``q_home`` [7] rad, ``info`` (task geometry in the base frame), ``xml``."""
 
-    def __init__(self, task: str, seed: int, *, camera: CameraModel | None = None) -> None:
+    def __init__(self, task: str, seed: int, *, camera: CameraModel | None = None,
+                 task_factory: Callable[[np.random.Generator], Any] | None = None) -> None:
+        """``task_factory(rng) -> Task`` builds a task that is not in ``TASKS`` (e.g. ``push_t``, which
+        has its own evaluation, ``dream2flow.pusht``); ``task`` is then only its name."""
         import mujoco
 
-        if task not in TASK_CLASSES:
+        if task_factory is None and task not in TASK_CLASSES:
             raise InvalidInput(f"unknown sim task '{task}' (choose from {', '.join(TASKS)})")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InvalidInput(f"seed must be a non-negative integer, got {seed!r}")
         self.task = task
         self.seed = int(seed)
         self._camera = camera if camera is not None else default_camera()
-        self._task, scene_rng = draw_task(task, self.seed)
+        self._task, scene_rng = draw_task(task, self.seed, task_factory)
         self.xml, assets = compose(self._task, self._camera, scene_rng)
         self.model = mujoco.MjModel.from_xml_string(self.xml, assets)
         self.data = mujoco.MjData(self.model)
