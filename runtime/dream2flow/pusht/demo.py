@@ -22,7 +22,7 @@ HOLD_FRAMES = 8
 TICK_EVERY_S = 0.25
 
 
-def _dots(img: np.ndarray, cam: Any, pts: np.ndarray, colour: tuple[int, int, int], r: int = 2) -> None:
+def _dots(img: np.ndarray, cam: Any, pts: np.ndarray, colour: tuple[int, int, int], r: int = 1) -> None:
     import cv2
 
     if len(pts) == 0:
@@ -52,11 +52,37 @@ def _text(img: np.ndarray, lines: list[str]) -> None:
         cv2.putText(img, s, (8, 18 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
 
 
+def _zoom(img: np.ndarray, cam: Any) -> np.ndarray:
+    """Crop the image to the work area (4:3, from the projection of its corners) and scale it back
+    to the full size: the block fills more of the demo video."""
+    import cv2
+
+    from dream2flow.pusht import geometry as G
+
+    lo, hi = G.WORK_MIN - 0.05, G.WORK_MAX + 0.05
+    corners = np.array([[x, y, 0.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])])
+    px, _ = cam.project(corners)
+    H, W = img.shape[:2]
+    x0, y0 = np.clip(px.min(0), 0, [W - 1, H - 1])
+    x1, y1 = np.clip(px.max(0), 0, [W - 1, H - 1])
+    w = max(x1 - x0, (y1 - y0) * W / H)
+    h = w * H / W
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    x0, y0 = int(np.clip(cx - w / 2, 0, W - w)), int(np.clip(cy - h / 2, 0, H - h))
+    crop = img[y0:y0 + int(h), x0:x0 + int(w)]
+    return cv2.resize(crop, (W, H), interpolation=cv2.INTER_LINEAR)
+
+
 class Recorder:
     def __init__(self, dynamics: str) -> None:
         self.dynamics = dynamics
         self.frames: list[np.ndarray] = []
         self.k = 0
+
+    def _add(self, img: np.ndarray, cam: Any, lines: list[str], n: int = 1) -> None:
+        img = _zoom(img, cam)
+        _text(img, lines)
+        self.frames.extend([img] * n)
 
     def decision(self, env: Any, ob: Any, dec: Any, P: np.ndarray, V: np.ndarray) -> None:
         cam = env.sim.camera_model()
@@ -72,8 +98,7 @@ class Recorder:
                  "green: flow target  blue: observed  red: predicted  yellow: push"]
         if dec.done:
             lines.append(f"stop: {dec.done}")
-        _text(img, lines)
-        self.frames.extend([img] * HOLD_FRAMES)
+        self._add(img, cam, lines, HOLD_FRAMES)
         self.k += 1
 
     def on_tick(self, env: Any, dec: Any, P: np.ndarray, V: np.ndarray) -> Any:
@@ -88,17 +113,16 @@ class Recorder:
                 img = env.sim.render_rgb().copy()
                 _dots(img, cam, target, (40, 220, 40))
                 _arrow(img, cam, dec.push)
-                _text(img, [f"{self.dynamics} model: executing push {self.k}"])
-                self.frames.append(img)
+                self._add(img, cam, [f"{self.dynamics} model: executing push {self.k}"])
 
         return tick
 
     def finish(self, env: Any, result: dict[str, Any]) -> None:
         img = env.sim.render_rgb().copy()
-        _text(img, [f"{self.dynamics}: {'SUCCESS' if result['success'] else 'FAILED'} after {result['pushes']} pushes",
-                    f"block {result['final_position_error_m'] * 100:.1f} cm, {result['final_yaw_error_deg']:.1f} deg "
-                    f"from the goal", f"stop: {result['stop_reason']}"])
-        self.frames.extend([img] * (2 * HOLD_FRAMES))
+        self._add(img, env.sim.camera_model(),
+                  [f"{self.dynamics}: {'SUCCESS' if result['success'] else 'FAILED'} after {result['pushes']} pushes",
+                   f"block {result['final_position_error_m'] * 100:.1f} cm, {result['final_yaw_error_deg']:.1f} deg "
+                   f"from the goal", f"stop: {result['stop_reason']}"], 2 * HOLD_FRAMES)
 
 
 def run_demo(out_dir: str | Path, initial_state: int, seed: int, dynamics: str, cfg: Any, *,

@@ -82,10 +82,10 @@ def closed_loop(env: Any, model: Any, P: np.ndarray, V: np.ndarray, cfg: Episode
         except PerceptionFailed as exc:
             stop = f"lost sight of the block: {exc.message}"
             break
-        pose = fit_pose(ob.points, ob.normals) if model.kind == "pose" else None
         t0 = time.perf_counter()
+        pose = fit_pose(ob.points, ob.normals) if model.kind == "pose" else None  # the pose model's input
         dec = decide(model, ob, Pp, Vp, sc, rng, pose=pose, reachable=reachable)
-        t_decide.append(time.perf_counter() - t0 + (0.0 if pose is None else 0.0))
+        t_decide.append(time.perf_counter() - t0)
         if recorder is not None:
             recorder.decision(env, ob, dec, Pp, Vp)
         if dec.done is not None:

@@ -126,17 +126,21 @@ def _kabsch_yaw(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def heldout_errors(model: DynamicsModel, data: dict[str, np.ndarray], idx: np.ndarray,
-                   n_points: int = 128) -> dict[str, float]:
+                   n_points: int = 128, pose_from: str = "true") -> dict[str, float]:
     """One-push prediction errors on samples ``idx``: mean per-point error (mm) and rotation error
-    (deg), mean and median over pushes. The pose model gets the true pose before the push."""
+    (deg), mean and median over pushes. The pose model gets the true pose before the push
+    (``pose_from="true"``) or the one ``observe.fit_pose`` estimates from the observed points
+    (``"fit"``: what it gets in the loop)."""
     from dream2flow.pusht.data import point_targets
+    from dream2flow.pusht.observe import fit_pose
 
     per_point, rot = [], []
     for i in idx:
         obs = data["obs"][i, :n_points]
         push = data["push"][i:i + 1]
         pose0, pose1 = data["pose0"][i], data["pose1"][i]
-        pred = model.predict(obs, push, pose=pose0)[0].astype(np.float64)
+        pose_in = fit_pose(obs[:, :3], obs[:, 6:9]) if (pose_from == "fit" and model.kind == "pose") else pose0
+        pred = model.predict(obs, push, pose=pose_in)[0].astype(np.float64)
         true = point_targets(obs[None], pose0[None], pose1[None])[0].astype(np.float64)
         per_point.append(float(np.mean(np.linalg.norm(pred - true, axis=1))))
         yaw_pred = _kabsch_yaw(obs[:, :2].astype(np.float64), pred[:, :2])
@@ -173,8 +177,11 @@ def train_all(out_dir: str | Path, cfg: TrainConfig, *, data_path: str | Path | 
         params, info = train_model(kind, data, tr, cfg, progress)
         errs = heldout_errors(DM(kind, params), data, ho)
         meta = {"training": info, "heldout": errs, "seed": cfg.seed, "command": command}
+        if kind == "pose":
+            meta["heldout_fitted_pose"] = heldout_errors(DM(kind, params), data, ho, pose_from="fit")
         save_params(out / f"{kind}.npz", kind, params, meta)
-        report["models"][kind] = {"training": {k: v for k, v in info.items() if k != "loss_curve"}, "heldout": errs}
+        report["models"][kind] = {"training": {k: v for k, v in info.items() if k != "loss_curve"}, "heldout": errs,
+                                  **({"heldout_fitted_pose": meta["heldout_fitted_pose"]} if kind == "pose" else {})}
         if progress:
             progress(f"[pusht train] {kind}: held-out {errs['mean_point_error_mm']} mm, {errs['rotation_error_deg']} deg")
     errs = heldout_errors(DM("heuristic"), data, ho)
