@@ -149,7 +149,11 @@ def run_episode(initial_state: int, seed: int, dynamics: tuple[str, ...], cfg: E
         env = make_initial(initial_state, seed)
         rec = recorder_factory(d) if recorder_factory is not None else None
         t1 = time.perf_counter()
-        trace = closed_loop(env, models[d], P, V, cfg, episode_rng(seed, initial_state), recorder=rec)
+        try:
+            trace = closed_loop(env, models[d], P, V, cfg, episode_rng(seed, initial_state), recorder=rec)
+        except Exception as exc:  # noqa: BLE001 - one episode's bug must not end a long evaluation; it is reported
+            msg = exc.message if isinstance(exc, Dream2FlowError) else f"internal error: {type(exc).__name__}: {exc}"
+            trace = {"pushes": 0, "stop_reason": msg, "steps": [], "error": msg}
         pose = env.block_pose()
         dp, dyaw = G.pose_error(pose)
         ok = G.is_success(pose)

@@ -65,7 +65,8 @@ def evaluate(episodes: int, seed: int, dynamics: tuple[str, ...], cfg: Any, *, w
         ok = [r for r in rs if r["success"]]
         table[d] = {"success": len(ok), "episodes": len(rs),
                     "mean_pushes": round(sum(r["pushes"] for r in rs) / max(len(rs), 1), 2),
-                    "mean_pushes_successful": round(sum(r["pushes"] for r in ok) / len(ok), 2) if ok else None}
+                    "mean_pushes_successful": round(sum(r["pushes"] for r in ok) / len(ok), 2) if ok else None,
+                    "errors": sum(1 for r in rs if r.get("error"))}
     return {"inputs": cfg.inputs, "observation": cfg.observation, "artifacts": cfg.artifacts,
             "note": ("flow stage given the simulator's object box and relative depth (inputs: privileged); "
                      "block points between pushes from the camera" if cfg.observation == "camera" else
