@@ -1,7 +1,7 @@
 """``dream2flow pusht demo``: one episode with a video of what the planner did.
 
 Every decision is shown on the camera image for a moment: the flow's target step (green), the
-observed block points (blue), the particles the model predicts for the chosen push (red) and
+observed block points (white), the particles the model predicts for the chosen push (red) and
 the push itself (yellow arrow from the start point along the stroke); the push is then shown
 while the Panda executes it, with the target and the arrow kept on screen.
 """
@@ -88,14 +88,14 @@ class Recorder:
         cam = env.sim.camera_model()
         img = env.sim.render_rgb().copy()
         _dots(img, cam, P[dec.t_target][V[dec.t_target]], (40, 220, 40))
-        _dots(img, cam, ob.points, (60, 120, 255))
+        _dots(img, cam, ob.points, (255, 255, 255))
         if dec.predicted is not None:
             _dots(img, cam, dec.predicted, (255, 40, 40))
         if dec.push is not None:
             _arrow(img, cam, dec.push)
         lines = [f"{self.dynamics} model, decision {self.k + 1}: flow step t*={dec.t_star} -> target {dec.t_target}",
                  f"Chamfer to target {dec.cost_now * 1000:.1f} mm, predicted {dec.cost_best * 1000:.1f} mm",
-                 "green: flow target  blue: observed  red: predicted  yellow: push"]
+                 "green: flow target  white: observed  red: predicted  yellow: push"]
         if dec.done:
             lines.append(f"stop: {dec.done}")
         self._add(img, cam, lines, HOLD_FRAMES)
