@@ -97,11 +97,10 @@ def closed_loop(env: Any, model: Any, P: np.ndarray, V: np.ndarray, cfg: Episode
             n_cand.append(dec.candidates)
             t_model.append(dec.timings_s["predict"] + dec.timings_s["score"])
         t1 = time.perf_counter()
-        try:
-            pusher.push(dec.push, on_tick=recorder.on_tick(env, dec, Pp, Vp) if recorder is not None else None)
-        except Dream2FlowError as exc:
-            stop = f"push failed: {exc.message}"
-            steps.append({"push": dec.push.to_list()[0], "error": exc.message})
+        failed = _push_with_fallback(pusher, dec, recorder, env, Pp, Vp)
+        if failed is not None:
+            stop = f"push failed: {failed}"
+            steps.append({"push": dec.push.to_list()[0], "error": failed})
             break
         t_exec.append(time.perf_counter() - t1)
         steps.append({"push": dec.push.to_list()[0], "t_star": dec.t_star, "t_target": dec.t_target,
@@ -112,6 +111,27 @@ def closed_loop(env: Any, model: Any, P: np.ndarray, V: np.ndarray, cfg: Episode
             "decide_s_mean": round(float(np.mean(t_decide)), 4) if t_decide else None,
             "execute_s_mean": round(float(np.mean(t_exec)), 4) if t_exec else None,
             "candidates_per_s": round(float(np.sum(n_cand) / max(np.sum(t_model), 1e-9)), 1) if n_cand else None}
+
+
+def _push_with_fallback(pusher: Any, dec: Any, recorder: Any, env: Any, Pp: np.ndarray, Vp: np.ndarray) -> str | None:
+    """Execute ``dec.push``; when the arm cannot reach it (refused before anything moves:
+    Unreachable / PlanningFailed), the next-best candidates in turn. -> None, or why it failed
+    (execution failures are not retried)."""
+    from dream2flow.errors import PlanningFailed, Unreachable
+
+    options = [(dec.push, dec.predicted, dec.cost_best)] + list(dec.alternatives)
+    why = ""
+    for push, pred, cost in options:
+        dec.push, dec.predicted, dec.cost_best = push, pred, cost
+        try:
+            pusher.push(push, on_tick=recorder.on_tick(env, dec, Pp, Vp) if recorder is not None else None)
+            return None
+        except (Unreachable, PlanningFailed) as exc:
+            why = exc.message
+            continue
+        except Dream2FlowError as exc:
+            return exc.message
+    return f"{why} (and the {len(options) - 1} next-best pushes)"
 
 
 def run_episode(initial_state: int, seed: int, dynamics: tuple[str, ...], cfg: EpisodeConfig | None = None, *,

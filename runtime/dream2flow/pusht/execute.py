@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,33 @@ TRANSIT_SPEED_MPS = 0.25
 TRANSIT_MARGIN = 0.8      # joint-space transits use this fraction of the velocity/acceleration limits
 RATE_HZ = 50.0            # control rate of the pushes (the loop's safety checks run every tick)
 PLAN_DT_S = 0.05
-REACH_X = (0.25, 0.80)   # push start/end must lie here (m): checked before IK
+REACH_X = (0.31, 0.80)   # push start/end must lie here (m): checked before IK. Nearer the base than
+                         # x = 0.30 the fingers cannot point down at table height (joint 4's limit).
 REACH_Y = (-0.40, 0.40)
+
+
+P_MID = (0.45, 0.0)       # mid-table (m): IK paths to every push start from here
+CONTINUATION_STEPS = 8
+IK_BUCKET = 32
+
+
+@lru_cache(maxsize=1)
+def q_mid() -> np.ndarray:
+    """Joints with the finger tips down at ``HOVER_Z_M`` over the middle of the table (continuation
+    from the ready pose along a straight line; once per process): every push's IK starts here."""
+    from dream2flow.config import load_robot_limits
+    from dream2flow.planning.config import load_planner_config
+    from dream2flow.planning.kinematics import fk_tcp_np
+    from dream2flow.planning.solver import ik_sequence
+
+    lim, cfg = load_robot_limits(), load_planner_config()
+    p0 = fk_tcp_np(lim.q_ready)[:3, 3]
+    p1 = np.array([*P_MID, HOVER_Z_M])
+    path = [_T(p0 + (p1 - p0) * s) for s in np.linspace(0.0, 1.0, CONTINUATION_STEPS + 1)[1:]]
+    q, pe, _ = ik_sequence(np.array(path), lim.q_ready, horizon_bucket=IK_BUCKET, config=cfg, limits=lim)
+    if pe[-1] > cfg.ik_tol_pos_m:
+        raise Unreachable(f"the mid-table pose {p1.tolist()} is out of reach (IK error {pe[-1] * 1000:.1f} mm)")
+    return q[-1]
 
 
 def reachable(pushes: Pushes) -> np.ndarray:
@@ -51,7 +77,7 @@ def push_plan(push: Pushes, q0: np.ndarray, *, limits: Any = None, config: Any =
     from dream2flow.config import load_robot_limits
     from dream2flow.planning.assemble import cartesian_segment, joint_segment
     from dream2flow.planning.config import load_planner_config
-    from dream2flow.planning.solver import ik_batch
+    from dream2flow.planning.solver import ik_sequence
 
     lim = limits or load_robot_limits()
     cfg = config or load_planner_config()
@@ -59,8 +85,13 @@ def push_plan(push: Pushes, q0: np.ndarray, *, limits: Any = None, config: Any =
     e = c + u * d
     keys = [_T(np.array([c[0], c[1], HOVER_Z_M])), _T(np.array([c[0], c[1], PUSH_Z_M])),
             _T(np.array([e[0], e[1], PUSH_Z_M])), _T(np.array([e[0], e[1], HOVER_Z_M]))]
-    seeds = np.repeat(lim.q_ready[None], 4, axis=0)
-    q, pe, re = ik_batch(np.array(keys), seeds, config=cfg, limits=lim)
+    # Warm-started IK along a path: from the mid-table pose to the start (continuation keeps the arm
+    # on one branch; a cold start from the ready pose misses poses near the base), then the keys.
+    a = np.array([*P_MID[:2], HOVER_Z_M])
+    path = [_T(a + (keys[0][:3, 3] - a) * s) for s in np.linspace(0.0, 1.0, CONTINUATION_STEPS + 1)[1:-1]]
+    q_all, pe_all, re_all = ik_sequence(np.array(path + keys), q_mid(), horizon_bucket=IK_BUCKET,
+                                        config=cfg, limits=lim)
+    q, pe, re = q_all[-4:], pe_all[-4:], re_all[-4:]
     bad = (pe > cfg.ik_tol_pos_m) | (re > cfg.ik_tol_rot_rad)
     if bad.any():
         i = int(np.argmax(bad))

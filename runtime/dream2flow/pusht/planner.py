@@ -44,6 +44,7 @@ class ShootingConfig:
             raise InvalidInput(f"done_tol_m must be in (0, 0.1) m, got {self.done_tol_m}")
 
 
+MAX_ALTERNATIVES = 4
 _CHAMFER: dict[str, Any] = {}
 
 
@@ -97,6 +98,8 @@ class Decision:
     predicted: np.ndarray | None  # [N,3] predicted points after the chosen push
     done: str | None = None     # why the loop should stop (None: push)
     candidates: int = 0
+    alternatives: list = field(default_factory=list)  # next-best (push, predicted [N,3], cost), for a push
+                                                      # the arm turns out unable to reach
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -136,5 +139,14 @@ def decide(model: Any, obs: Any, P: np.ndarray, V: np.ndarray, cfg: ShootingConf
         return Decision(None, t_star, t_target, cost_now, float(cost[best]), cost_final, None,
                         done="no push is predicted to get closer to the flow's end", candidates=len(pushes),
                         timings_s=timings)
+    order = np.argsort(cost, kind="stable")
+    alts, seen = [], {best}
+    for i in order[1:]:
+        if len(alts) >= MAX_ALTERNATIVES:
+            break
+        if int(i) in seen or cost[i] > cost_now - cfg.improve_tol_m:
+            continue
+        seen.add(int(i))
+        alts.append((pushes.take(int(i)), pred[i], float(cost[i])))
     return Decision(pushes.take(best), t_star, t_target, cost_now, float(cost[best]), cost_final, pred[best],
-                    candidates=len(pushes), timings_s=timings)
+                    candidates=len(pushes), timings_s=timings, alternatives=alts)
