@@ -148,7 +148,7 @@ def test_short_eval_json_schema(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "particle" in r.stdout and "inputs: privileged" in r.stdout
     res = json.loads(out.read_text())
-    assert res["inputs"] == "privileged" and res["observation"] == "camera"
+    assert res["inputs"] == "privileged" and res["observation"] == "camera" and res["run"]["inputs"] == "privileged"
     assert len(res["episodes"]) == 6
     for e in res["episodes"]:
         assert e["dynamics"] in DYNAMICS and isinstance(e["success"], bool) and isinstance(e["pushes"], int)

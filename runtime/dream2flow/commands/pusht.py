@@ -129,7 +129,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
     dyn = _dynamics(args)
     cfg = _episode_config(args)
+    from dream2flow.run_record import run_record
+
+    run = run_record(args, inputs=cfg.inputs)
     result = evaluate(args.episodes, args.seed, dyn, cfg, workers=args.workers, weights_dir=args.weights)
+    result = {"run": run, **result}
     print(format_table(result))
     if args.json_path:
         import json
@@ -142,5 +146,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from dream2flow.pusht.demo import run_demo as demo
 
     cfg = _episode_config(args)
-    rec = demo(args.out, args.initial_state, args.seed, args.dynamics, cfg, weights_dir=args.weights)
+    from dream2flow.run_record import run_record
+
+    rec = demo(args.out, args.initial_state, args.seed, args.dynamics, cfg, weights_dir=args.weights,
+               run=run_record(args, inputs=cfg.inputs))
     return 0 if rec["success"] else 10

@@ -126,7 +126,7 @@ class Recorder:
 
 
 def run_demo(out_dir: str | Path, initial_state: int, seed: int, dynamics: str, cfg: Any, *,
-             weights_dir: Any = None) -> dict[str, Any]:
+             weights_dir: Any = None, run: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one episode with ``dynamics``; write ``demo.mp4``, the episode inputs and ``report.json``."""
     from dream2flow.io_utils import staged_output
     from dream2flow.pusht.episode import run_episode
@@ -146,7 +146,7 @@ def run_demo(out_dir: str | Path, initial_state: int, seed: int, dynamics: str, 
         rec = recs.get(dynamics)
         if rec is not None and rec.frames:
             write_video(tmp / "demo.mp4", np.stack(rec.frames), FPS)
-        res = {**res, "total_seconds": round(time.perf_counter() - t0, 1),
+        res = {**({"run": run} if run is not None else {}), **res, "total_seconds": round(time.perf_counter() - t0, 1),
                "files": sorted(p.name for p in tmp.iterdir()) + ["report.json"]}
         (tmp / "report.json").write_text(json.dumps(res, indent=1, sort_keys=True))
     verdict = "SUCCESS" if res["success"] else "FAILED"
