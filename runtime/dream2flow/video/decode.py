@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from dream2flow.errors import InvalidInput
 from dream2flow.log import get_logger
 from dream2flow.types import Video
+
+if TYPE_CHECKING:
+    from dream2flow.video.fit import Fit
 
 _log = get_logger(__name__)
 
@@ -41,16 +44,40 @@ def load_video(
     aspect_tolerance: float = 0.01,
     fps: float | None = None,
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+    fit: str | None = None,
 ) -> Video:
     """Read ``path`` (a video file or a folder of images, sorted by name) -> ``Video``.
 
     ``expect_size`` = (W, H) of the camera: frames of exactly that size pass; otherwise, when
     ``resize`` and the aspect ratios agree within ``aspect_tolerance`` (relative), every frame is
     resized to (W, H) (both axes scaled, so pixel coordinates stay consistent with the camera's
-    K); any other mismatch is refused. ``fps`` overrides the file's frame rate (a folder has
+    K); another aspect ratio needs ``fit`` = ``crop`` | ``letterbox`` (``video.fit``), else it is
+    refused, never stretched. ``fps`` overrides the file's frame rate (a folder has
     none: default 10). Limits: ``max_bytes`` on disk, ``max_frames``, ``max_decoded_bytes`` in
     memory; fewer than ``min_frames`` decodable frames is an error (a flow needs motion).
+    ``load_video_fit`` also returns the ``Fit`` that was applied.
     """
+    return load_video_fit(path, max_bytes=max_bytes, max_frames=max_frames, min_frames=min_frames,
+                          expect_size=expect_size, resize=resize, aspect_tolerance=aspect_tolerance, fps=fps,
+                          max_decoded_bytes=max_decoded_bytes, fit=fit)[0]
+
+
+def load_video_fit(
+    path: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    min_frames: int = 2,
+    expect_size: tuple[int, int] | None = None,
+    resize: bool = True,
+    aspect_tolerance: float = 0.01,
+    fps: float | None = None,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+    fit: str | None = None,
+) -> "tuple[Video, Fit]":
+    """``load_video`` that also returns the ``video.fit.Fit`` mapping its pixels into the camera's."""
+    from dream2flow.video.fit import plan_fit
+
     p = Path(path)
     if not p.exists():
         raise InvalidInput(f"video not found: {p}")
@@ -71,13 +98,19 @@ def load_video(
     frames: list[np.ndarray] = []
     src_size: tuple[int, int] | None = None
     dst_size: tuple[int, int] | None = None
+    plan = None
     for i, bgr in enumerate(frames_iter):
         if i >= max_frames:
             raise InvalidInput(f"video {p} has more than {max_frames} frames (the limit)")
         h, w = bgr.shape[:2]
         if src_size is None:
             src_size = (w, h)
-            dst_size = _target_size(p, src_size, expect_size, resize, aspect_tolerance)
+            if expect_size is not None and tuple(expect_size) != src_size and not resize:
+                raise InvalidInput(f"video {p} is {w}x{h} but the camera is {expect_size[0]}x{expect_size[1]} "
+                                   "(resizing disabled)")
+            plan = plan_fit(src_size, expect_size if expect_size is not None else src_size, fit,
+                            aspect_tolerance=aspect_tolerance, what=f"video {p}")
+            dst_size = plan.dst_wh
             per_frame = dst_size[0] * dst_size[1] * 3
             if per_frame * min(max_frames, max(declared, 1)) > max_decoded_bytes:
                 raise InvalidInput(f"video {p}: {declared} frames of {dst_size[0]}x{dst_size[1]} exceed the "
@@ -87,7 +120,7 @@ def load_video(
         assert dst_size is not None
         if (len(frames) + 1) * dst_size[0] * dst_size[1] * 3 > max_decoded_bytes:
             raise InvalidInput(f"video {p}: decoded frames exceed the limit of {max_decoded_bytes} bytes")
-        frames.append(_to_rgb(bgr, dst_size))
+        frames.append(_to_rgb(bgr, plan))
 
     if not frames:
         raise InvalidInput(f"video {p} has no decodable frames (empty, truncated or corrupted)")
@@ -96,26 +129,13 @@ def load_video(
                            f"but only {len(frames)} decode")
     if len(frames) < min_frames:
         raise InvalidInput(f"video {p} has {len(frames)} frame(s); at least {min_frames} are needed")
-    if src_size != dst_size:
-        _log.info("video %s resized from %dx%d to %dx%d", p, *src_size, *dst_size)  # type: ignore[misc]
-    return Video(frames=np.stack(frames), fps=out_fps)
+    assert plan is not None
+    if not plan.identity:
+        _log.info("video %s: %dx%d fitted to %dx%d (%s)", p, *plan.src_wh, *plan.dst_wh, plan.mode)
+    return Video(frames=np.stack(frames), fps=out_fps), plan
 
 
-def _target_size(p: Path, src: tuple[int, int], expect: tuple[int, int] | None, resize: bool,
-                 tol: float) -> tuple[int, int]:
-    if expect is None or tuple(expect) == src:
-        return src
-    ew, eh = int(expect[0]), int(expect[1])
-    if not resize:
-        raise InvalidInput(f"video {p} is {src[0]}x{src[1]} but the camera is {ew}x{eh} (resizing disabled)")
-    a_src, a_dst = src[0] / src[1], ew / eh
-    if abs(a_src / a_dst - 1.0) > tol:
-        raise InvalidInput(f"video {p} is {src[0]}x{src[1]} (aspect {a_src:.3f}) but the camera is {ew}x{eh} "
-                           f"(aspect {a_dst:.3f}); refusing to stretch it")
-    return ew, eh
-
-
-def _to_rgb(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _to_rgb(img: np.ndarray, plan: "Fit") -> np.ndarray:
     import cv2
 
     if img.dtype != np.uint8:
@@ -124,10 +144,7 @@ def _to_rgb(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     elif img.shape[2] == 4:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    if (img.shape[1], img.shape[0]) != size:
-        interp = cv2.INTER_AREA if size[0] < img.shape[1] else cv2.INTER_LINEAR
-        img = cv2.resize(img, size, interpolation=interp)
-    return np.ascontiguousarray(img[:, :, ::-1])
+    return np.ascontiguousarray(plan.apply(img)[:, :, ::-1])
 
 
 def _check_bytes(p: Path, nbytes: int, max_bytes: int) -> None:
