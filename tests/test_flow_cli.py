@@ -38,6 +38,12 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     write_rgb(d / "i0_small.png", np.asarray(sc.frames[0])[::2, ::2].copy())
     write_rgb(d / "i0_flat.png", np.full((240, 320, 3), 128, np.uint8))
     np.save(d / "d0_flat.npy", np.full((240, 320), 1.1, np.float32))  # with i0_flat: a plain wall
+    write_video(d / "video_flat.mp4", np.full((24, 240, 320, 3), 128, np.uint8), sc.fps)
+    other = cached_scene(width=320, height=240, num_frames=24, seed=1)
+    write_video(d / "video_other.mp4", np.asarray(other.frames), sc.fps)
+    M = np.array([[1.0, 0.0, 24.0], [0.0, 1.0, 0.0]])  # the camera moved: 24 px at 320x240 = 48 px at 640x480
+    write_video(d / "video_shifted.mp4", np.stack([cv2.warpAffine(f, M, (320, 240), borderMode=cv2.BORDER_REFLECT)
+                                                   for f in np.asarray(sc.frames)]), sc.fps)
     np.save(d / "rel_short.npy", sc.rel_depth(seed=0)[:10])
     np.save(d / "rel_wide.npy", sc.rel_depth(seed=0)[:, :, :200])
     np.save(d / "rel_2d.npy", sc.rel_depth(seed=0)[0])
@@ -105,7 +111,9 @@ BAD = {
     "box outside the image": (dict(box="250,10,400,100"), 2, "not inside"),
     "box not 4 numbers": (dict(box="1,2,3"), 2, "x0,y0,x1,y1"),
     "box inverted": (dict(box="200,150,100,80"), 2, "inverted"),
-    "mask with no pixels": (dict(rgb="i0_flat.png", depth="d0_flat.npy"), 4, "mask empty"),
+    "mask with no pixels": (dict(rgb="i0_flat.png", depth="d0_flat.npy", video="video_flat.mp4"), 4, "mask empty"),
+    "video of another scene": (dict(video="video_other.mp4"), 2, "does not show the scene of I0"),
+    "video from a moved camera": (dict(video="video_shifted.mp4"), 2, "shifted by"),
     "depth all zero": (dict(depth="d0_zero.npy"), 2, "no valid depth"),
     "depth all NaN": (dict(depth="d0_nan.npy"), 2, "no valid depth"),
     "depth 8-bit png": (dict(depth="d0_8bit.png"), 2, "16-bit"),

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 from dream2flow.errors import InvalidInput, PerceptionFailed  # noqa: E402
 from dream2flow.perception import protocols as P  # noqa: E402
 from dream2flow.perception.engine import EngineConfig, InferenceEngine  # noqa: E402
-from dream2flow.perception.onnx_backends import make_onnx_backends, select_backends  # noqa: E402
+from dream2flow.perception.factory import load_perception  # noqa: E402
 from dream2flow.perception.onnx_depth import OnnxDepthAnything  # noqa: E402
 from dream2flow.perception.onnx_detector import OnnxGroundingDino  # noqa: E402
 from dream2flow.perception.onnx_hand import OnnxVitPoseHand  # noqa: E402
@@ -39,8 +39,13 @@ def manifest_path():
 
 
 @pytest.fixture(scope="module")
-def backends(manifest_path):
-    return make_onnx_backends(InferenceEngine(manifest_path, config=EngineConfig(providers=("cpu",))))
+def backends(manifest_path, tmp_path_factory):
+    """Every role's model, built by the one perception factory from a configuration file."""
+    from tiny_perception import write_perception_toml
+
+    p = load_perception(write_perception_toml(tmp_path_factory.mktemp("perception") / "p.toml", manifest_path.parent))
+    return SimpleNamespace(detector=p.detector(), segmenter=p.segmenter(), tracker=p.tracker(),
+                           video_depth=p.video_depth(), hand=p.hand(), describe=p.backends)
 
 
 def _video(T: int = 5, H: int = 96, W: int = 128, seed: int = 0) -> np.ndarray:
@@ -262,10 +267,15 @@ def test_wordpiece_equals_bert_tokenizer(manifest_path) -> None:
         grounding_prompt("   ")
 
 
-def test_select_backends_switch(manifest_path) -> None:
-    classical = select_backends("classical")
-    assert classical["segmenter"].name == "classical_grabcut" and classical["tracker"].name == "classical_lk"
-    onnx = select_backends("onnx", models_dir=manifest_path.parent, config=EngineConfig(providers=("cpu",)))
-    assert onnx["segmenter"].name.startswith("onnx:") and onnx["video_depth"].name.startswith("onnx:")
+def test_factory_switch(manifest_path) -> None:
+    from dream2flow.perception.config import config_from_dict
+
+    classical = load_perception("classical")
+    assert classical.segmenter().name in ("classical_rgbd", "classical_grabcut")
+    assert classical.tracker().name == "classical_lk"
+    assert classical.detector() is None and classical.video_depth() is None and classical.hand() is None
+    models = load_perception(config_from_dict({"schema": 1, "models_dir": str(manifest_path.parent),
+                                               "engine": {"providers": ["cpu"]}}))
+    assert models.segmenter().name.startswith("onnx:") and models.video_depth().name.startswith("onnx:")
     with pytest.raises(InvalidInput):
-        select_backends("magic")
+        load_perception("magic")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,8 +23,7 @@ if importlib.util.find_spec("torch") is None:
     pytest.skip("torch not installed: the tiny models cannot be exported", allow_module_level=True)
 extract = pytest.importorskip("dream2flow.flow.extract")
 
-from dream2flow.perception.engine import EngineConfig, InferenceEngine  # noqa: E402
-from dream2flow.perception.onnx_backends import make_onnx_backends  # noqa: E402
+from dream2flow.perception.factory import load_perception  # noqa: E402
 from dream2flow.types import RGBD, CameraModel, Video  # noqa: E402
 
 
@@ -39,10 +39,11 @@ def _scene(T: int = 6, H: int = 96, W: int = 128) -> Video:
     return Video(np.stack(frames), fps=10.0)
 
 
-def test_extract_flow_with_onnx_backends() -> None:
-    from export_tools.tiny import cached_tiny_set
+def test_extract_flow_with_onnx_backends(tmp_path: Path) -> None:
+    from tiny_perception import tiny_models_dir, write_perception_toml
 
-    b = make_onnx_backends(InferenceEngine(cached_tiny_set(), config=EngineConfig(providers=("cpu",))))
+    p = load_perception(write_perception_toml(tmp_path / "p.toml", tiny_models_dir()))
+    b = SimpleNamespace(segmenter=p.segmenter(), tracker=p.tracker(), video_depth=p.video_depth())
     video = _scene()
     T, H, W = video.frames.shape[:3]
     cam = CameraModel(K=np.array([[120.0, 0, W / 2], [0, 120.0, H / 2], [0, 0, 1]]), width=W, height=H,

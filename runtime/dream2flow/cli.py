@@ -19,8 +19,8 @@ from dream2flow import __version__
 from dream2flow.errors import EXIT_CODES, Dream2FlowError
 
 # (command, module under dream2flow.commands) in the order --help lists them.
-COMMANDS: tuple[str, ...] = ("flow", "plan", "execute", "sim", "demo", "eval", "serve", "task", "camera", "models", "rl",
-                           "pusht")
+COMMANDS: tuple[str, ...] = ("flow", "plan", "perceive", "execute", "sim", "demo", "eval", "serve", "task", "camera",
+                             "models", "rl", "pusht")
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):

@@ -21,6 +21,12 @@ from dream2flow.pipeline import METHODS, ProgressFn, StageRecord, _no_progress, 
 
 FAILURE_STAGES = ("video", "flow", "grasp", "plan", "execution")
 ARTIFACTS = ("clean", "occlusion", "morphing")
+INPUTS = ("privileged", "perceived")
+INPUTS_DESCRIPTION = {
+    "privileged": "privileged: the simulator's object box, relative video depth and thumb track",
+    "perceived": "perceived: RGB video, I0, D0, camera, instruction and object prompt only; "
+                 "the configured perception for the rest",
+}
 
 
 @dataclass
@@ -40,14 +46,21 @@ class MethodResult:
 
 @dataclass
 class EpisodeResult:
+    """``inputs``: ``privileged`` | ``perceived`` (``INPUTS_DESCRIPTION``); ``backends``: role ->
+    what served it in this episode's flow (``given_box``, ``onnx:<model>``, ...; empty when the
+    episode failed before the flow)."""
+
     task: str
     seed: int
     artifacts: str
     methods: list[MethodResult]
     shared_stages: dict[str, StageRecord]
+    inputs: str = "privileged"
+    backends: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "seed": self.seed, "artifacts": self.artifacts,
+        return {"task": self.task, "seed": self.seed, "artifacts": self.artifacts, "inputs": self.inputs,
+                "backends": dict(self.backends),
                 "shared_stages": {k: asdict(v) for k, v in self.shared_stages.items()},
                 "methods": [m.to_dict() for m in self.methods]}
 
@@ -66,13 +79,18 @@ def _classify_failure(exc: Dream2FlowError, stage: str) -> str:
 
 def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow",), artifacts: str = "clean",
                 num_points: int = 256, num_frames: int = 48, rate_hz: float = 100.0, settle_s: float = 1.0,
-                out_dir: str | Path | None = None, record_video: bool = False,
-                progress: ProgressFn = _no_progress, cancel: threading.Event | None = None) -> EpisodeResult:
-    """One seeded episode for each method. ``out_dir`` (if given) receives the inputs, flow,
-    plan and pictures; ``record_video`` renders the robot executing (``execution.mp4``)."""
+                out_dir: str | Path | None = None, record_video: bool = False, inputs: str = "privileged",
+                perception: Any = None, progress: ProgressFn = _no_progress,
+                cancel: threading.Event | None = None) -> EpisodeResult:
+    """One seeded episode for each method. ``inputs``: ``privileged`` hands the flow stage the
+    simulator's box, relative depth and thumb; ``perceived`` only what a robot has (RGB video,
+    I0, D0, camera, object prompt), the rest from ``perception`` (a ``Perception``; None = the
+    default configuration). ``out_dir`` (if given) receives the inputs, flow, plan and pictures;
+    ``record_video`` renders the robot executing (``execution.mp4``)."""
     from dream2flow import sim
     from dream2flow.control.loop import execute_plan
-    from dream2flow.flow.extract import extract_flow
+    from dream2flow.flow.perceived import perceive_flow
+    from dream2flow.perception.factory import load_perception
     from dream2flow.planning import plan_from_flow
     from dream2flow.provenance import KEY as PROVENANCE
     from dream2flow.provenance import sim_provenance
@@ -80,6 +98,9 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
     for m in methods:
         if m not in METHODS:
             raise InvalidInput(f"unknown method '{m}' (choose from {', '.join(METHODS)})")
+    if inputs not in INPUTS:
+        raise InvalidInput(f"inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
+    perception = perception if perception is not None else load_perception(None)
     out = Path(out_dir) if out_dir else None
     shared = _StageRunner(progress, cancel)
     results: list[MethodResult] = []
@@ -87,26 +108,36 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
     def fail_all(stage: str, exc: Dream2FlowError) -> EpisodeResult:
         kind = _classify_failure(exc, stage)
         res = [MethodResult(m, False, kind, exc.message, None) for m in methods]
-        return EpisodeResult(task, seed, artifacts, res, shared.stages)
+        return EpisodeResult(task, seed, artifacts, res, shared.stages, inputs)
 
     try:
         env = shared.run("scene", lambda: sim.make_env(task, seed))
         observation = env.render_rgbd()
-        box = tuple(int(v) for v in env.object_box())
     except Dream2FlowError as exc:
         return fail_all("scene", exc)
     try:
         generated = shared.run("video", lambda: env.generate_video(artifacts, num_frames=num_frames, seed=seed))
     except Dream2FlowError as exc:
         return fail_all("video", exc)
+
+    def _flow() -> Any:
+        if inputs == "privileged":  # the simulator's truth, labelled as such in every report
+            return perceive_flow(generated.video, observation, perception=perception,
+                                 box=tuple(int(v) for v in env.object_box()), video_depth=generated.rel_depth,
+                                 thumb_px=generated.thumb_px, prompt=env.object_prompt, num_points=num_points,
+                                 seed=seed)
+        return perceive_flow(generated.video, observation, perception=perception, prompt=env.object_prompt,
+                             num_points=num_points, seed=seed)
+
     try:
-        flow_result = shared.run("flow", lambda: extract_flow(generated.video, observation, box, generated.rel_depth,
-                                                              num_points=num_points, seed=seed))
+        perceived = shared.run("flow", _flow)
     except Dream2FlowError as exc:
         return fail_all("flow", exc)
+    flow_result = perceived.result
     flow = flow_result.flow
+    backends = dict(flow.meta.get("backends", {}))
     if out is not None:
-        _write_episode_inputs(out, env, observation, generated, box, flow_result)
+        _write_episode_inputs(out, env, observation, generated, perceived.box, flow_result)
 
     for method in methods:
         runner = _StageRunner(progress, cancel)
@@ -117,7 +148,7 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
         try:
             plan = runner.run("plan", lambda: plan_from_flow(flow, observation, q0=env.q_home, method=method,
                                                              object_mask=flow_result.mask,
-                                                             thumb_px=_thumb_at_start(generated.thumb_px)))
+                                                             thumb_px=perceived.thumb_px))
             plan.meta[PROVENANCE] = sim_provenance(task, seed)
             if method_out is not None:
                 from dream2flow.planning.pictures import write_plan_png
@@ -166,11 +197,7 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
         except Dream2FlowError as exc:
             results.append(MethodResult(method, False, _classify_failure(exc, stage), exc.message, None,
                                         runner.stages))
-    return EpisodeResult(task, seed, artifacts, results, shared.stages)
-
-
-def _thumb_at_start(thumb_px: np.ndarray | None) -> np.ndarray | None:
-    return None if thumb_px is None else np.asarray(thumb_px, dtype=np.float32)
+    return EpisodeResult(task, seed, artifacts, results, shared.stages, inputs, backends)
 
 
 def _object_never_moved(outcome: Any) -> bool:
@@ -217,7 +244,7 @@ def _write_episode_inputs(out: Path, env: Any, observation: Any, generated: Any,
     np.save(out / "d0.npy", observation.depth_m)
     save_camera(observation.camera, out / "camera.toml", comment=f"simulated camera of task {env.task}, seed {env.seed}")
     write_video(out / "video.mp4", generated.video.frames, generated.video.fps)
-    (out / "box.txt").write_text(",".join(str(v) for v in box) + "\n")
+    (out / "box.txt").write_text(",".join(f"{float(v):g}" for v in box) + "\n")
     flow_result.flow.save(out / "flow.npz")
     write_tracks_video(out / "tracks.mp4", generated.video, flow_result.tracks_px, flow_result.visible_2d)
     write_flow_png(out / "flow.png", flow_result.flow, observation.rgb)
@@ -239,10 +266,27 @@ def success_table(episodes: list[EpisodeResult], methods: tuple[str, ...]) -> di
     return {"table": table, "failures_by_stage": failures}
 
 
-def format_table(summary: dict[str, Any], methods: tuple[str, ...], artifacts: str) -> str:
+def backends_used(episodes: list[EpisodeResult]) -> dict[str, list[str]]:
+    """role -> the distinct backends that served it over the episodes (``None`` shown as "none")."""
+    out: dict[str, list[str]] = {}
+    for e in episodes:
+        for role, name in e.backends.items():
+            out.setdefault(role, [])
+            label = name or "none"
+            if label not in out[role]:
+                out[role].append(label)
+    return out
+
+
+def format_table(summary: dict[str, Any], methods: tuple[str, ...], artifacts: str, *, inputs: str = "privileged",
+                 backends: dict[str, list[str]] | None = None, perception: str = "") -> str:
     table, failures = summary["table"], summary["failures_by_stage"]
     w = max([len(t) for t in table] + [10])
-    lines = [f"artifacts: {artifacts}", f"{'task':<{w}} " + " ".join(f"{m:>14}" for m in methods)]
+    lines = [f"inputs: {INPUTS_DESCRIPTION.get(inputs, inputs)}"]
+    if backends:
+        lines.append("backends: " + ", ".join(f"{r}={'/'.join(v)}" for r, v in backends.items())
+                     + (f" (perception {perception})" if perception else ""))
+    lines += [f"artifacts: {artifacts}", f"{'task':<{w}} " + " ".join(f"{m:>14}" for m in methods)]
     for task, row in table.items():
         lines.append(f"{task:<{w}} " + " ".join(f"{row[m]['success']:>8}/{row[m]['episodes']:<5}" for m in methods))
     lines.append("")

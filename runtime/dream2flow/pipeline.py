@@ -2,7 +2,8 @@
 
 Two entry points:
 - ``run_task``: the robot-side path (used by the service and the CLI): given the current
-  observation (I0, D0, camera), a generated video, its relative depth and the object's box,
+  observation (I0, D0, camera), a generated video and the object prompt (box, relative depth
+  and thumb are optional overrides; the configured perception finds them otherwise),
   produce flow and plan and execute them on a ``RobotBackend``.
 - ``run_episode``: one simulated episode (scene → generated video → ``run_task`` → success
   check) used by ``dream2flow demo`` and ``dream2flow eval``.
@@ -45,14 +46,21 @@ class StageRecord:
 
 @dataclass
 class TaskInputs:
-    """Everything ``run_task`` needs. ``box`` is (x0,y0,x1,y1) px in I0; ``video_depth`` is the
-    video's relative depth [T,H,W] (from a video-depth model or the generator)."""
+    """Everything ``run_task`` needs: the observation (I0, D0, camera), the video and the task's
+    words. ``box`` (x0,y0,x1,y1 px in I0), ``video_depth`` (relative [T,H,W]) and ``thumb_px``
+    ([T,2] or [2]) are optional overrides; without them ``perception`` (a
+    ``perception.factory.Perception``; None = the default configuration) finds the box from
+    ``object_prompt``, computes the depth and looks for the hand. ``fit``: how the video was
+    fitted to the camera (``video.fit.Fit``), if it was."""
 
     observation: RGBD
     video: Video
-    video_depth: np.ndarray
-    box: tuple[int, int, int, int]
+    video_depth: np.ndarray | None = None
+    box: tuple[float, float, float, float] | None = None
     instruction: str = ""
+    object_prompt: str = ""
+    perception: Any = None
+    fit: Any = None
     method: str = "dream2flow"
     seed: int = 0
     num_points: int = 256
@@ -117,7 +125,8 @@ def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = N
     """Flow → plan → execute on ``backend``. Never raises a ``Dream2FlowError``: the outcome
     says which stage failed and why. Artifacts go to ``out_dir`` when given."""
     from dream2flow.control.loop import execute_plan
-    from dream2flow.flow.extract import extract_flow
+    from dream2flow.flow.perceived import perceive_flow
+    from dream2flow.perception.factory import load_perception
     from dream2flow.planning import plan_from_flow
 
     if inputs.method not in METHODS:
@@ -129,9 +138,15 @@ def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = N
     artifacts: dict[str, str] = {}
     flow = plan = execution = None
     try:
-        result = runner.run("flow", lambda: extract_flow(
-            inputs.video, inputs.observation, inputs.box, inputs.video_depth,
-            num_points=inputs.num_points, seed=inputs.seed))
+        def _flow() -> Any:
+            perception = inputs.perception if inputs.perception is not None else load_perception(None)
+            return perceive_flow(inputs.video, inputs.observation, perception=perception, box=inputs.box,
+                                 prompt=inputs.object_prompt, video_depth=inputs.video_depth,
+                                 thumb_px=inputs.thumb_px, num_points=inputs.num_points, seed=inputs.seed,
+                                 fit=inputs.fit)
+
+        perceived = runner.run("flow", _flow)
+        result = perceived.result
         flow = result.flow
         if out is not None:
             artifacts["flow"] = str(flow.save(out / "flow.npz"))
@@ -143,7 +158,7 @@ def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = N
                 artifacts["flow_png"] = str(write_flow_png(out / "flow.png", flow, inputs.observation.rgb) or out / "flow.png")
         plan = runner.run("plan", lambda: plan_from_flow(
             flow, inputs.observation, q0=inputs.q0, method=inputs.method, object_mask=result.mask,
-            thumb_px=inputs.thumb_px))
+            thumb_px=perceived.thumb_px))
         if out is not None:
             artifacts["plan"] = str(plan.save(out / "plan.npz"))
             if pictures:

@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", type=int_in(8, MAX_NUM_POINTS), default=256, help="tracked points n (default 256)")
     p.add_argument("--out", default="demo_out", help="report folder (default ./demo_out)")
     p.add_argument("--no-video", action="store_true", help="skip rendering the execution video (faster)")
+    p.add_argument("--inputs", choices=("privileged", "perceived"), default="privileged",
+                   help="privileged (default): the simulator's box, relative depth and thumb; perceived: only RGB "
+                        "video, I0, D0, camera and object prompt, the rest from --perception")
+    p.add_argument("--perception", metavar="SPEC", default=None,
+                   help="classical | models | a perception TOML (default hw/perception.toml)")
     p.set_defaults(func=run)
 
 
@@ -31,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     import time
     from dataclasses import asdict
 
-    from dream2flow.episode import run_episode
+    from dream2flow.episode import INPUTS_DESCRIPTION, run_episode
+    from dream2flow.perception.factory import load_perception
     from dream2flow.errors import InvalidInput
     from dream2flow.io_utils import staged_output
     from dream2flow.log import progress
@@ -50,17 +56,24 @@ def run(args: argparse.Namespace) -> int:
         else:
             progress(f"[demo] {stage} done in {metrics.get('seconds', 0):.1f} s")
 
+    perception = load_perception(args.perception)
+    if args.inputs == "perceived":
+        perception.ensure("detector")
+        perception.ensure("video_depth")
     progress(f"[demo] task {args.task}, seed {args.seed}, method {args.method}, artifacts {args.artifacts}")
-    # what this run saw: the simulator's box/relative depth/thumb unless the inputs mode says otherwise
-    run_info = run_record(args, inputs=getattr(args, "inputs", None) or "privileged")
+    progress(f"[demo] inputs {INPUTS_DESCRIPTION[args.inputs]}")
+    run_info = run_record(args, inputs=args.inputs)
     with staged_output(args.out) as tmp:
         ep = run_episode(args.task, args.seed, methods=(args.method,), artifacts=args.artifacts,
-                         num_points=args.points, out_dir=tmp, record_video=not args.no_video, progress=on_progress)
+                         num_points=args.points, out_dir=tmp, record_video=not args.no_video, progress=on_progress,
+                         inputs=args.inputs, perception=perception)
         result = ep.methods[0]
         stages = {k: asdict(v) for k, v in {**ep.shared_stages, **result.stages}.items()}
         report = {
             "success": result.success, "task": args.task, "seed": args.seed, "method": args.method, "run": run_info,
-            "artifacts": args.artifacts, "failure_stage": result.failure_stage, "error": result.error,
+            "artifacts": args.artifacts, "inputs": args.inputs, "inputs_description": INPUTS_DESCRIPTION[args.inputs],
+            "backends": ep.backends, "perception": perception.describe(),
+            "failure_stage": result.failure_stage, "error": result.error,
             "success_value": result.success_value, "stages": stages,
             "errors": list(dict.fromkeys([s["error"] for s in stages.values() if s.get("error")]
                                          + ([result.error] if result.error else []))),
@@ -69,5 +82,5 @@ def run(args: argparse.Namespace) -> int:
         }
         (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     verdict = "SUCCESS" if result.success else f"FAILED at {result.failure_stage}: {result.error}"
-    progress(f"[demo] {verdict} ({report['total_seconds']:.0f} s) → {args.out}/report.json")
+    progress(f"[demo] {verdict} ({report['total_seconds']:.0f} s, inputs {args.inputs}) → {args.out}/report.json")
     return 0 if result.success else 10

@@ -12,13 +12,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval", help="run seeded episodes per task and method; print the success table",
         description="For each task and seed: one generated video and one flow, shared by every method; each "
                     "method then plans and executes in a fresh identical scene. Prints successes per task and "
-                    "method and the failure breakdown by stage (video, flow, grasp, plan, execution).")
+                    "method and the failure breakdown by stage (video, flow, grasp, plan, execution). The table and "
+                    "the JSON say which inputs (privileged or perceived) and which perception backends were used.")
     p.add_argument("--tasks", default="bread_in_bowl,open_drawer,open_oven", help="comma-separated tasks")
     p.add_argument("--episodes", type=int_in(1, 100000), default=10, help="episodes (seeds) per task (default 10)")
     p.add_argument("--seed", type=seed_type(), default=0, help="first seed; episode i uses seed+i (default 0)")
     p.add_argument("--methods", default="dream2flow,rigid_avdc,rigid_rigvid", help="comma-separated methods")
     p.add_argument("--artifacts", default="clean", help="clean | occlusion | morphing (video artefacts)")
     p.add_argument("--points", type=int_in(8, MAX_NUM_POINTS), default=256, help="tracked points n (default 256)")
+    p.add_argument("--inputs", choices=("privileged", "perceived"), default="privileged",
+                   help="privileged (default): the flow stage gets the simulator's box, relative depth and thumb; "
+                        "perceived: only RGB video, I0, D0, camera and object prompt, the rest from --perception "
+                        "(needs a detector and a video-depth model)")
+    p.add_argument("--perception", metavar="SPEC", default=None,
+                   help="classical | models | a perception TOML (default hw/perception.toml)")
     p.add_argument("--json", dest="json_path", default=None, help="also write all results as JSON here")
     p.set_defaults(func=run)
 
@@ -28,9 +35,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dream2flow import sim
-    from dream2flow.episode import episodes_to_json, format_table, run_episode, success_table
+    from dream2flow.episode import (INPUTS_DESCRIPTION, backends_used, episodes_to_json, format_table, run_episode,
+                                    success_table)
     from dream2flow.errors import InvalidInput
     from dream2flow.log import progress
+    from dream2flow.perception.factory import load_perception
     from dream2flow.pipeline import METHODS
     from dream2flow.run_record import run_record
 
@@ -44,23 +53,34 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInput(f"unknown method '{m}' (choose from {', '.join(METHODS)})")
     if not tasks or not methods or args.episodes < 1:
         raise InvalidInput("need at least one task, one method and --episodes >= 1")
-    run_info = run_record(args, inputs=getattr(args, "inputs", None) or "privileged")
+    perception = load_perception(args.perception)
+    if args.inputs == "perceived":  # fail fast, naming the role, rather than N failed episodes
+        perception.ensure("detector")
+        perception.ensure("video_depth")
+    run_info = run_record(args, inputs=args.inputs)
+    progress(f"[eval] inputs {INPUTS_DESCRIPTION[args.inputs]}")
+    progress(f"[eval] perception {perception.config.source}: "
+             + ", ".join(f"{r}={n or 'none'}" for r, n in perception.backends().items()))
     episodes = []
     t0 = time.perf_counter()
     total = len(tasks) * args.episodes
     for task in tasks:
         for i in range(args.episodes):
             seed = args.seed + i
-            ep = run_episode(task, seed, methods=methods, artifacts=args.artifacts, num_points=args.points)
+            ep = run_episode(task, seed, methods=methods, artifacts=args.artifacts, num_points=args.points,
+                             inputs=args.inputs, perception=perception)
             episodes.append(ep)
             marks = " ".join(f"{r.method}={'ok' if r.success else 'FAIL(' + str(r.failure_stage) + ')'}"
                              for r in ep.methods)
             progress(f"[eval {len(episodes)}/{total}] {task} seed {seed}: {marks} "
                      f"({time.perf_counter() - t0:.0f} s elapsed)")
     summary = success_table(episodes, methods)
-    print(format_table(summary, methods, args.artifacts))
+    used = backends_used(episodes)
+    print(format_table(summary, methods, args.artifacts, inputs=args.inputs, backends=used,
+                       perception=perception.config.source))
     if args.json_path:
         Path(args.json_path).write_text(episodes_to_json(
             episodes, summary, tasks=list(tasks), methods=list(methods), artifacts=args.artifacts,
-            episodes_per_task=args.episodes, first_seed=args.seed, run=run_info))
+            episodes_per_task=args.episodes, first_seed=args.seed, run=run_info, inputs=args.inputs,
+            inputs_description=INPUTS_DESCRIPTION[args.inputs], backends=used, perception=perception.describe()))
     return 0

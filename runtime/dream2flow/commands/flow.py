@@ -97,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
         write_tracks_video(tmp / "tracks.mp4", video, pf.result.tracks_px, flow.visible)
         write_flow_png(tmp / "flow.png", flow, rgb)
     a = pf.result.alignment
-    b = flow.meta["backends"]
-    progress("flow: backends " + ", ".join(f"{k}={v}" for k, v in b.items() if v) + f" (perception {perception.config.source})")
-    if pf.box_score is not None:
-        progress(f"flow: '{args.prompt}' found at ({', '.join(f'{v:.0f}' for v in pf.box)}) score {pf.box_score:.2f}")
+    used = ", ".join(f"{k}={v}" for k, v in flow.meta["backends"].items() if v)
+    found = f"; '{args.prompt}' at ({', '.join(f'{v:.0f}' for v in pf.box)}) score {pf.box_score:.2f}" \
+        if pf.box_score is not None else ""
     progress(f"flow: {flow.num_points} points, {flow.num_frames} frames, visible {100 * flow.visible.mean():.1f}%, "
-             f"s*={a.scale:.4f}, b*={a.shift:+.4f} m (residual {1000 * a.residual_m:.1f} mm) -> {args.out}")
+             f"s*={a.scale:.4f}, b*={a.shift:+.4f} m (residual {1000 * a.residual_m:.1f} mm){found}; {used} "
+             f"-> {args.out}")
     return 0

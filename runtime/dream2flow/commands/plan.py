@@ -20,7 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dream2flow (flow-following optimisation) | rigid (= rigid_rigvid) | rigid_avdc | rigid_rigvid")
     p.add_argument("--q0", default=None, help="current joints q1,...,q7 in rad (default: the ready pose)")
     p.add_argument("--thumb-px", default=None,
-                   help="optional u,v pixel of the hand's thumb where it touches the object (selects the grasp)")
+                   help="optional u,v pixel of the hand's thumb where it touches the object (selects the grasp); "
+                        "default: the thumb track of --video from the hand backend, else the one the flow recorded")
+    p.add_argument("--video", default=None, metavar="V",
+                   help="the task video: the configured hand backend finds the thumb in it (see --perception)")
+    p.add_argument("--perception", metavar="SPEC", default=None,
+                   help="classical | models | a perception TOML (default hw/perception.toml); used with --video")
+    p.add_argument("--fit", choices=("crop", "letterbox"), default=None,
+                   help="with --video of another aspect ratio than the camera: crop or letterbox (as for `flow`)")
     p.add_argument("--mask", default=None, help="optional object mask: PNG (non-zero = object) or .npy bool [H,W]")
     p.add_argument("--config", default=None, help="planner TOML overriding the defaults (see dream2flow.planning.config)")
     p.add_argument("--out", required=True, help="output folder")
@@ -89,6 +96,28 @@ def run(args: argparse.Namespace) -> int:
     flow = ObjectFlow.load(args.flow)
     rgbd = RGBD(rgb=read_rgb(args.rgb), depth_m=read_depth(args.depth, cam.depth_scale_m), camera=cam)
     mask = _read_mask(args.mask, rgbd.depth_m.shape) if args.mask else None
+    thumb_source = "--thumb-px" if thumb is not None else None
+    if thumb is None and args.video:
+        from dream2flow.perception.factory import load_perception
+        from dream2flow.video.decode import load_video
+
+        hand = load_perception(args.perception).require("hand")
+        video = load_video(args.video, expect_size=(cam.width, cam.height), fit=args.fit)
+        if video.num_frames != flow.num_frames:
+            from dream2flow.errors import InvalidInput
+
+            raise InvalidInput(f"--video has {video.num_frames} frames but the flow has {flow.num_frames}")
+        thumb = hand(video)
+        thumb_source = f"{hand.name} on {args.video}" if thumb is not None else None
+        if thumb is None:
+            progress(f"planning: {hand.name} sees no hand in {args.video}")
+    if thumb is None and thumb_source is None:
+        from dream2flow.flow.perceived import thumb_from_meta
+
+        thumb = thumb_from_meta(flow.meta)
+        thumb_source = "the flow's thumb track" if thumb is not None else None
+    if thumb_source:
+        progress(f"planning: grasp near the thumb ({thumb_source})")
     progress(f"planning ({method}): {flow.num_frames} frames x {flow.num_points} points")
     plan = plan_from_flow(flow, rgbd, q0=q0, method=method, object_mask=mask, thumb_px=thumb, config=cfg)
     prov = provenance_from_folder(Path(args.rgb).parent)

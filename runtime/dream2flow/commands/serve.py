@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="robot backend: kinematic | mujoco | polymetis")
     p.add_argument("--insecure", action="store_true",
                    help="plaintext gRPC (no TLS); refused on non-loopback addresses unless the config allows it")
+    p.add_argument("--perception", metavar="SPEC",
+                   help="classical | models | a perception TOML (default: the config's [perception] config, "
+                        "else hw/perception.toml)")
     p.set_defaults(func=run)
 
 
@@ -45,6 +48,9 @@ def apply_overrides(cfg, args: argparse.Namespace):  # type: ignore[no-untyped-d
             cfg.robot.allowed_backends = [*cfg.robot.allowed_backends, args.backend]
     if args.insecure:
         cfg.server.insecure = True
+    if getattr(args, "perception", None):
+        spec = args.perception
+        cfg.perception.config = spec if spec in ("classical", "models") else str(Path(spec).resolve())
     validate(cfg, args.config or "defaults")
     return cfg
 

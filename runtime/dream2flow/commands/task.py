@@ -47,15 +47,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                      description="Submit a task. The video is a local file (uploaded in chunks with its sha256), "
                                  "a URL the server downloads, or --generate (the server asks its video generator).")
     q.add_argument("--instruction", required=True, help="what the robot should do")
-    q.add_argument("--object-prompt", default="", help="the object to move, in words")
-    q.add_argument("--box", required=True, metavar="x0,y0,x1,y1", help="the object's box in I0 pixels")
+    q.add_argument("--object-prompt", default="", help="the object to move, in words (the server's detector "
+                                                        "finds it when no --box is given)")
+    q.add_argument("--box", default=None, metavar="x0,y0,x1,y1",
+                   help="the object's box in I0 pixels (optional when the server has a detector)")
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", metavar="FILE", help="video file to upload (.mp4/.avi/.mkv/.webm)")
     src.add_argument("--video-url", metavar="URL", help="http(s) URL the server downloads")
     src.add_argument("--generate", action="store_true", help="ask the server's video-generation endpoint")
     q.add_argument("--frames", type=int_in(0, 10000), default=0, help="--generate: number of frames (0: server default)")
     dep = q.add_mutually_exclusive_group()
-    dep.add_argument("--video-depth", metavar="FILE.npy", help="relative video depth [T,H,W] to upload")
+    dep.add_argument("--video-depth", metavar="FILE.npy",
+                     help="relative video depth [T,H,W] to upload (optional when the server has a video-depth model)")
     dep.add_argument("--video-depth-url", metavar="URL", help="relative video depth (.npy) URL")
     q.add_argument("--dry-run", action="store_true", help="flow and plan, no motion")
     q.add_argument("--backend", default="", help="robot backend (must be allowed by the server)")

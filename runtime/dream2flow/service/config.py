@@ -70,7 +70,10 @@ class VideoSourcesSection:
 
 @dataclass
 class PerceptionSection:
-    video_depth_model: str = ""  # empty → every task must bring its video depth
+    # --perception SPEC of the server: "" = hw/perception.toml; "classical", "models" or a perception TOML
+    # (relative to this file). A task without a box needs its detector; without a video depth, its video-depth model.
+    config: str = ""
+    video_depth_model: str = ""  # removed (issue 13): refused with a pointer to [perception] config
 
 
 @dataclass
@@ -232,6 +235,20 @@ def validate(cfg: ServiceConfig, where: str) -> None:
             raise InvalidInput(f"{where} [video_sources]: '{key}' must be positive")
     if vs.generator_url and not vs.generator_url.startswith(("http://", "https://")):
         raise InvalidInput(f"{where} [video_sources]: 'generator_url' must be an http(s) URL")
+    if cfg.perception.video_depth_model:
+        raise InvalidInput(f"{where} [perception]: 'video_depth_model' was replaced by 'config', a perception "
+                           "configuration (hw/perception.toml: [video_depth] use = \"model:NAME\")")
+
+
+def perception_spec(cfg: ServiceConfig) -> str | None:
+    """The server's ``--perception`` spec: None (the default file), a built-in name, or a path
+    resolved against the config file's folder."""
+    spec = cfg.perception.config.strip()
+    if not spec:
+        return None
+    if spec in ("classical", "models"):
+        return spec
+    return str(cfg.path(spec))
 
 
 def camera_config(cfg: ServiceConfig, where: str = "service config") -> Any:

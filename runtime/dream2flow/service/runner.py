@@ -65,6 +65,11 @@ class TaskRunner:
         self.notify = notify
         self.on_mode = on_mode
         self._pipeline = pipeline
+        from dream2flow.perception.factory import load_perception
+        from dream2flow.service.config import perception_spec
+
+        # One perception for every task (models load on first use, then stay loaded).
+        self.perception = load_perception(perception_spec(cfg))
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self.mode = READY
@@ -232,8 +237,11 @@ class TaskRunner:
                 raise NotReady(f"cannot read the robot's joints: {exc}", stage="execute") from None
             from dream2flow.pipeline import TaskInputs
 
-            inputs = TaskInputs(observation=rgbd, video=video, video_depth=video_depth, box=tuple(req["box"]),
-                                instruction=req["instruction"], method=opts.get("method") or "dream2flow",
+            box = req.get("box")
+            inputs = TaskInputs(observation=rgbd, video=video, video_depth=video_depth,
+                                box=tuple(box) if box else None, instruction=req["instruction"],
+                                object_prompt=req.get("object_prompt", ""), perception=self.perception,
+                                method=opts.get("method") or "dream2flow",
                                 seed=int(opts.get("seed", 0)), num_points=int(opts.get("num_points") or 256),
                                 q0=q0, thumb_px=paths.get("thumb_px"), dry_run=bool(opts.get("dry_run")),
                                 rate_hz=float(self.cfg.robot.rate_hz))
@@ -349,7 +357,7 @@ class TaskRunner:
         ctx.metrics({"video_frames": float(video.num_frames), "video_fps": float(video.fps)})
         dpath = paths.get("video_depth")
         if dpath is None:
-            depth = self._depth_from_model(video)
+            depth = None  # the flow stage runs the configured video-depth model
         else:
             info = probe_depth_file(str(dpath), lim.max_video_frames, lim.max_video_width_px, lim.max_video_height_px)
             if "error" in info:
@@ -357,14 +365,6 @@ class TaskRunner:
             depth = np.load(dpath, allow_pickle=False).astype(np.float32)
             depth = fit_depth(depth, video.num_frames, cam.width, cam.height)
         return video, depth
-
-    def _depth_from_model(self, video: Any) -> Any:
-        name = self.cfg.perception.video_depth_model
-        if not name:
-            raise NotReady("no video depth was given and no video-depth model is configured "
-                           "([perception] video_depth_model)")
-        model = load_video_depth_model(name)
-        return np.asarray(model(video), dtype=np.float32)
 
     # -- outcome ----------------------------------------------------------------------------
     def _fail(self, tid: str, cur: Running, stage: str, kind: str, code: str, message: str,
@@ -510,20 +510,6 @@ def fit_depth(depth: np.ndarray, num_frames: int, width: int, height: int) -> np
     import cv2
 
     return np.stack([cv2.resize(d, (width, height), interpolation=cv2.INTER_LINEAR) for d in depth]).astype(np.float32)
-
-
-def load_video_depth_model(name: str) -> Any:
-    """The configured video-depth model (``[perception] video_depth_model``) through the
-    perception package's factory, when it has one."""
-    try:
-        import dream2flow.perception as perception
-
-        factory = getattr(perception, "make_video_depth", None)
-    except ImportError:  # pragma: no cover
-        factory = None
-    if factory is None:
-        raise NotReady(f"video-depth model {name!r} is configured but this build has no video-depth factory")
-    return factory(name)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

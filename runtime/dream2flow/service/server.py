@@ -386,14 +386,19 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
             raise InvalidInput(f"object_prompt is longer than {lim.max_object_prompt_chars} characters")
         if len(r.idempotency_key) > 128:
             raise InvalidInput("idempotency_key is longer than 128 characters")
-        if not r.HasField("box"):
-            raise InvalidInput("a box (x0,y0,x1,y1 in I0 pixels) is required: this server has no open-vocabulary "
-                               "detector to find the object from its prompt")
-        cam = await svc.io(svc.devices.camera_model)
-        b = r.box
-        if not (b.x0_px < b.x1_px <= cam.width and b.y0_px < b.y1_px <= cam.height):
-            raise InvalidInput(f"box ({b.x0_px},{b.y0_px},{b.x1_px},{b.y1_px}) must satisfy 0 <= x0 < x1 <= "
-                               f"{cam.width} and 0 <= y0 < y1 <= {cam.height}")
+        perception = svc.runner.perception
+        box = None
+        if r.HasField("box"):
+            cam = await svc.io(svc.devices.camera_model)
+            b = r.box
+            if not (b.x0_px < b.x1_px <= cam.width and b.y0_px < b.y1_px <= cam.height):
+                raise InvalidInput(f"box ({b.x0_px},{b.y0_px},{b.x1_px},{b.y1_px}) must satisfy 0 <= x0 < x1 <= "
+                                   f"{cam.width} and 0 <= y0 < y1 <= {cam.height}")
+            box = [b.x0_px, b.y0_px, b.x1_px, b.y1_px]
+        else:
+            if not r.object_prompt.strip():
+                raise InvalidInput("give the object's box, or its object_prompt for the server's detector")
+            perception.ensure("detector")  # NotReady naming the role and the fix
         o = r.options
         backend = o.backend or ""
         if backend and backend not in self.cfg.backends:
@@ -446,11 +451,10 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
 
             check_url(r.video_depth_url, svc.runner.fetch_policy(lim.max_depth_bytes), lim.max_url_chars)
             depth = {"url": r.video_depth_url}
-        elif which != "generate" and not self.cfg.perception.video_depth_model:
-            raise NotReady("no video depth given (video_depth_upload_id / video_depth_url) and no video-depth "
-                           "model is configured here ([perception] video_depth_model)")
+        elif which != "generate":  # a generator may send depth along; else the flow stage says NotReady
+            perception.ensure("video_depth")
         req = {"instruction": instruction, "object_prompt": r.object_prompt.strip(),
-               "box": [b.x0_px, b.y0_px, b.x1_px, b.y1_px], "video_source": source, "video_depth": depth,
+               "box": box, "video_source": source, "video_depth": depth,
                "options": {"dry_run": bool(o.dry_run), "backend": backend, "seed": int(o.seed), "method": method,
                            "num_points": int(o.num_points)}}
         return req, links

@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _submit(conn: C.Connection, args: argparse.Namespace) -> int:
     req = task_pb2.SubmitTaskRequest(
-        instruction=args.instruction, object_prompt=args.object_prompt, box=_box(args.box),
+        instruction=args.instruction, object_prompt=args.object_prompt, box=_box(args.box) if args.box else None,
         options=task_pb2.TaskOptions(dry_run=args.dry_run, backend=args.backend, seed=args.seed, method=args.method,
                                      num_points=args.points),
         idempotency_key=args.idempotency_key or f"cli-{uuid.uuid4().hex}")

@@ -29,6 +29,7 @@ MIN_SIMILARITY = 0.55  # measured: same scene >= 0.82 (codec + blur/noise/...), 
 MAX_SHIFT_FRAC = 0.0125  # of the image diagonal: 10 px at 640x480
 WORK_WIDTH = 320
 DOG_SIGMAS = (1.0, 3.0)  # px at WORK_WIDTH
+FLAT_STD = 0.05  # grey levels of the band-passed image: below, an image has no texture to compare
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,16 @@ def _prep(img: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _zncc(a: np.ndarray, b: np.ndarray) -> float:
+    """ZNCC of two band-passed images; two featureless ones agree (1), one alone does not (0)."""
+    if a.size == 0:
+        return 0.0
     a = a - a.mean()
     b = b - b.mean()
+    flat_a, flat_b = float(a.std()) < FLAT_STD, float(b.std()) < FLAT_STD
+    if flat_a or flat_b:
+        return 1.0 if flat_a and flat_b else 0.0
     den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 1e-6 else 0.0
+    return float((a * b).sum() / den)
 
 
 def _overlap(a: np.ndarray, b: np.ndarray, dx: int, dy: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +126,7 @@ def measure_first_frame(frame0: np.ndarray, i0: np.ndarray, *, valid_rect: tuple
     (dx, dy), _ = cv2.phaseCorrelate(a, b, win)
     zero = _zncc(a, b)
     best = _zncc(*_overlap(a, b, int(round(dx)), int(round(dy))))
-    if best < zero:  # the correlation peak was noise: the images agree best as they are
+    if best <= zero:  # the correlation peak was noise: the images agree best as they are
         dx, dy, best = 0.0, 0.0, zero
     max_shift = max_shift_frac * float(np.hypot(W, H))
     return FirstFrameCheck((float(dx / scale), float(dy / scale)), float(best), float(zero), max_shift,
