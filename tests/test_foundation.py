@@ -83,7 +83,7 @@ def test_robot_limits_match_franka_table() -> None:
 def test_cli_help_and_one_line_usage_error() -> None:
     exe = [sys.executable, "-m", "dream2flow.cli"]
     out = subprocess.run(exe + ["--help"], capture_output=True, text=True, check=True)
-    for cmd in ("flow", "plan", "execute", "sim", "demo", "eval", "serve", "task", "camera", "models"):
+    for cmd in ("flow", "plan", "perceive", "execute", "sim", "demo", "eval", "serve", "task", "camera", "models"):
         assert cmd in out.stdout
     bad = subprocess.run(exe + ["--no-such-flag"], capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr

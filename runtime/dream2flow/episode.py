@@ -132,7 +132,9 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
     try:
         perceived = shared.run("flow", _flow)
     except Dream2FlowError as exc:
-        return fail_all("flow", exc)
+        failed = fail_all("flow", exc)
+        failed.backends = _expected_backends(perception, inputs, generated.thumb_px is not None)
+        return failed
     flow_result = perceived.result
     flow = flow_result.flow
     backends = dict(flow.meta.get("backends", {}))
@@ -198,6 +200,17 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
             results.append(MethodResult(method, False, _classify_failure(exc, stage), exc.message, None,
                                         runner.stages))
     return EpisodeResult(task, seed, artifacts, results, shared.stages, inputs, backends)
+
+
+def _expected_backends(perception: Any, inputs: str, sim_thumb: bool) -> dict[str, Any]:
+    """What serves each role in a flow that failed before recording it (the given inputs in a
+    privileged run, the configured backends otherwise)."""
+    from dream2flow.flow.perceived import GIVEN_BOX, GIVEN_THUMB
+
+    b: dict[str, Any] = dict(perception.backends())
+    if inputs == "privileged":
+        b.update(detector=GIVEN_BOX, video_depth="given_video_depth", hand=GIVEN_THUMB if sim_thumb else None)
+    return b
 
 
 def _object_never_moved(outcome: Any) -> bool:

@@ -71,8 +71,10 @@ class _MaskedVideoDepth:
 
 
 def detect_box(perception: "Perception", rgb: np.ndarray, prompt: str) -> tuple[tuple[float, float, float, float], float, str]:
-    """The best box of ``prompt`` in ``rgb`` from the configured detector -> (box, score, detector
-    name). ``NotReady`` without a detector; ``PerceptionFailed`` when it finds nothing usable."""
+    """The best usable box of ``prompt`` in ``rgb`` from the configured detector -> (box, score,
+    detector name): the highest-scoring detection that is a valid box (at least 4 px a side,
+    inside the image). ``NotReady`` without a detector; ``PerceptionFailed`` when it finds nothing
+    usable."""
     det = perception.require("detector")
     text = (prompt or "").strip()
     if not text:
@@ -81,11 +83,14 @@ def detect_box(perception: "Perception", rgb: np.ndarray, prompt: str) -> tuple[
     if len(found.scores) == 0:
         raise PerceptionFailed(f"detector {det.name} found no '{text}' in I0")
     H, W = rgb.shape[:2]
-    try:
-        box = validate_box(tuple(float(v) for v in found.boxes[0]), W, H)
-    except InvalidInput as exc:
-        raise PerceptionFailed(f"detector {det.name}: its best box for '{text}' is unusable ({exc.message})") from None
-    return box, float(found.scores[0]), det.name
+    why = ""
+    for b, score in zip(found.boxes, found.scores):
+        try:
+            return validate_box(tuple(float(v) for v in b), W, H), float(score), det.name
+        except InvalidInput as exc:
+            why = why or exc.message
+    raise PerceptionFailed(f"detector {det.name}: none of its {len(found.scores)} boxes for '{text}' is usable "
+                           f"(best: {why})")
 
 
 def perceive_flow(video: Video, rgbd: RGBD, *, perception: "Perception", box: Any = None, prompt: str = "",
