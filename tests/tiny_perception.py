@@ -30,3 +30,41 @@ def write_perception_toml(path: Path, models_dir: Path | None = None, roles: dic
     path = Path(path)
     path.write_text("\n".join(lines) + "\n" + extra)
     return path
+
+
+def plumbing_scene(folder: Path, perception, *, T: int = 8, W: int = 320, H: int = 240) -> dict[str, Path]:
+    """A textured patch sliding over a textured background, with a D0 that is an exact affine map
+    (0.6..1.0 m) of the configured video-depth model's frame-0 output: the depth alignment then has
+    an exact answer whatever the (random) model predicts, so the flow stage can run end to end on
+    tiny models. Writes video.mp4, i0.png, d0.npy, camera.toml."""
+    import numpy as np
+
+    from dream2flow.config import save_camera
+    from dream2flow.io_utils import write_rgb
+    from dream2flow.types import CameraModel
+    from dream2flow.video.decode import load_video
+    from dream2flow.video.encode import write_video
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    bg = rng.integers(60, 120, (H, W, 3), dtype=np.uint8)
+    tex = rng.integers(150, 255, (90, 110, 3), dtype=np.uint8)
+    frames = []
+    for t in range(T):
+        f = bg.copy()
+        f[70:160, 100 + 3 * t:210 + 3 * t] = tex
+        frames.append(f)
+    write_video(folder / "video.mp4", np.stack(frames), 10.0)
+    video = load_video(folder / "video.mp4")  # what the command will decode
+    rel0 = perception.require("video_depth")(video)[0]
+    ok = np.isfinite(rel0)
+    lo, hi = np.nanpercentile(rel0, 1), np.nanpercentile(rel0, 99)
+    d0 = np.where(ok, 0.6 + 0.4 * (np.clip(rel0, lo, hi) - lo) / (hi - lo), 0.0).astype(np.float32)
+    np.save(folder / "d0.npy", d0)
+    write_rgb(folder / "i0.png", video.frames[0])
+    cam = CameraModel(K=np.array([[300.0, 0, (W - 1) / 2], [0, 300.0, (H - 1) / 2], [0, 0, 1]]), width=W, height=H,
+                      T_base_cam=np.eye(4))
+    save_camera(cam, folder / "camera.toml")
+    return {k: folder / v for k, v in (("video", "video.mp4"), ("rgb", "i0.png"), ("depth", "d0.npy"),
+                                        ("camera", "camera.toml"))}
