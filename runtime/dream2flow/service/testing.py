@@ -27,11 +27,13 @@ TEST_TOKENS = [{"name": "op", "role": "operator", "token": OPERATOR_TOKEN},
 
 
 def make_config(data_dir: str | Path, **sections: dict[str, Any]) -> ServiceConfig:
-    """A loopback, plaintext, port-0 config with the test tokens; ``sections`` override tables."""
+    """A loopback, plaintext, port-0 config with the test tokens and the classical perception (no
+    detector, no video-depth model, whatever is exported on this machine); ``sections`` override tables."""
     d: dict[str, Any] = {"server": {"listen": "127.0.0.1:0", "data_dir": str(data_dir), "insecure": True,
                                     "grace_s": 0.5},
                          "auth": {"tokens": TEST_TOKENS},
-                         "camera": {"type": "mock"}}
+                         "camera": {"type": "mock"},
+                         "perception": {"config": "classical"}}
     for k, v in sections.items():
         d[k] = {**d.get(k, {}), **v} if k != "camera" else dict(v)
     return config_from_dict(d, where="test config", base_dir=str(data_dir))
