@@ -28,6 +28,10 @@ def test_demo_succeeds_and_writes_every_report_file(tmp_path: Path) -> None:
         assert f"[demo] {stage} done" in run.stdout
     report = json.loads((out / "report.json").read_text())
     assert report["success"] is True and report["task"] == "open_drawer" and report["seed"] == 0
+    # the default inputs are privileged, and the report says so (issue 13)
+    assert report["inputs"] == "privileged" and "simulator's object box" in report["inputs_description"]
+    assert report["backends"]["detector"] == "given_box" and report["backends"]["video_depth"] == "given_video_depth"
+    assert report["perception"]["backends"]["tracker"] and "inputs privileged" in run.stdout
     assert set(report["stages"]) == {"scene", "video", "flow", "plan", "execute", "check"}
     assert all(s["ok"] and s["seconds"] >= 0 and s["error"] is None for s in report["stages"].values())
     for name in ("video.mp4", "tracks.mp4", "flow.png", "plan.png", "execution.mp4", "flow.npz", "plan.npz",

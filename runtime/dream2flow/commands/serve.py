@@ -121,5 +121,8 @@ def run(args: argparse.Namespace) -> int:
                      "Reset (dream2flow task reset)")
         progress(f"dream2flow serve: listening on {host}:{svc.port} ({transport}); data {cfg.data_path}; "
                  f"backend {cfg.robot.backend}; camera {cfg.camera.get('type', '?')}")
+        perception = svc.runner.perception
+        progress(f"dream2flow serve: perception {perception.config.source}: "
+                 + ", ".join(f"{r}={n or 'none'}" for r, n in perception.backends().items()))
 
     return serve(cfg, on_ready=ready)
