@@ -78,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
     from dream2flow.types import RGBD
     from dream2flow.video.decode import load_video_fit
 
+    if args.box is None and not (args.prompt or "").strip():
+        from dream2flow.errors import InvalidInput
+
+        raise InvalidInput("give the object's box (--box x0,y0,x1,y1) or its name (--prompt TEXT)")
     perception = load_perception(args.perception)
     camera = load_camera(args.camera)
     rgb = read_rgb(args.rgb)

@@ -40,7 +40,7 @@ HAND_MEDIAPIPE = ("hand_palm_detector", "hand_landmarks")
 HAND_VITPOSE = ("hand_keypoints",)
 MEDIAPIPE_NAME = "mediapipe_hands"
 # constructor arguments the factory fills itself (never options from the file)
-_RESERVED = {"self", "engine", "model", "encoder", "decoder", "detector", "seed"}
+_RESERVED = {"self", "engine", "model", "encoder", "decoder", "detector", "seed", "palm_model", "landmark_model"}
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,7 @@ class Perception:
         if p.variant == "mediapipe":
             from dream2flow.perception.mediapipe_hand import MediaPipeHand as cls
 
-            return cls(self.engine, **self._options(role, cls))
+            return cls(self.engine, p.models[0], p.models[1], **self._options(role, cls))
         from dream2flow.perception.onnx_hand import OnnxVitPoseHand as cls
 
         det = self.detector() if self.plan("detector").kind == "model" else None
