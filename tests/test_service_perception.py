@@ -101,3 +101,39 @@ def test_with_models_only_the_video_and_the_prompt_are_needed(tmp_path: Path) ->
     assert isinstance(inputs.perception, Perception) and inputs.perception.config.source == str(toml)
     assert inputs.perception.backends()["detector"] == "onnx:grounding_dino_tiny"
     assert inputs.perception.backends()["video_depth"] == "onnx:depth_anything_v2_small"
+
+
+@needs_torch
+@pytest.mark.slow
+def test_a_task_with_only_a_video_and_a_prompt_runs_end_to_end(tmp_path: Path) -> None:
+    """The real pipeline behind the server: detector and video depth from the tiny models, the
+    classical RGB-D segmenter and Lucas-Kanade, planning and the kinematic backend."""
+    from tiny_perception import block_scene, tiny_models_dir, write_perception_toml
+
+    from dream2flow.perception.factory import load_perception
+    from dream2flow.types import ObjectFlow
+
+    toml = write_perception_toml(tmp_path / "perception.toml", tiny_models_dir(),
+                                 roles={"detector": "model", "video_depth": "model", "segmenter": "classical",
+                                        "tracker": "classical", "hand": "none"})
+    scene = block_scene(tmp_path / "scene", load_perception(toml), "the block")
+    cfg = make_config(tmp_path / "data", perception={"config": str(toml)},
+                      camera={"type": "recorded", "path": str(scene["recording"]), "loop": True},
+                      robot={"backend": "kinematic"})
+    with ServiceThread(cfg) as st, C.connect(st.address, token=OPERATOR_TOKEN, insecure=True) as conn:
+        video = C.upload_file(conn, scene["video"])
+        r = C.call(conn, conn.tasks.SubmitTask, task_pb2.SubmitTaskRequest(
+            instruction="move the block", object_prompt="the block", video_upload_id=video.upload_id,
+            options=task_pb2.TaskOptions(num_points=64)))
+        events = list(C.watch(conn, r.task.task_id))
+        task = C.call(conn, conn.tasks.GetTask, task_pb2.GetTaskRequest(task_id=r.task.task_id)).task
+    assert C.STATE_NAMES[task.state] == "SUCCEEDED", f"{task.failed_stage}: {task.error_message}"
+    finished = [e.stage for e in events if C.KIND_NAMES[e.kind] == "STAGE_FINISHED"]
+    assert finished == ["observe", "fetch", "decode", "flow", "plan", "execute"]
+    assert "video_depth" not in task.artifacts and not task.HasField("box")
+    flow = ObjectFlow.load(tmp_path / "data" / task.artifacts["flow"])
+    assert flow.meta["backends"] == {"detector": "onnx:grounding_dino_tiny", "segmenter": "classical_rgbd",
+                                     "tracker": "classical_lk", "video_depth": "onnx:depth_anything_v2_small",
+                                     "hand": None}
+    assert flow.meta["object_prompt"] == "the block" and flow.meta["perception"]["config"] == str(toml)
+    assert task.metrics["execute_commands_sent"] > 0

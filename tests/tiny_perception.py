@@ -68,3 +68,52 @@ def plumbing_scene(folder: Path, perception, *, T: int = 8, W: int = 320, H: int
     save_camera(cam, folder / "camera.toml")
     return {k: folder / v for k, v in (("video", "video.mp4"), ("rgb", "i0.png"), ("depth", "d0.npy"),
                                         ("camera", "camera.toml"))}
+
+
+def block_scene(folder: Path, perception, prompt: str, *, T: int = 12, W: int = 1280, H: int = 960,
+                f: float = 600.0, dist: float = 0.6, height: float = 0.03, step: int = 2, seed: int = 0
+                ) -> dict[str, Path]:
+    """A scene in which *whatever box* a random detector returns holds a graspable object, so a
+    pipeline on tiny random models can run end to end (plumbing only). A top-down camera ``dist``
+    above a table (the table at z = 0.15 m in the robot's base frame) sees a textured view that
+    slides ``step`` px per frame (so whatever is segmented moves). D0 is made around the configured
+    detector's box on I0 (which depends on I0 and the prompt only): the table, with one block
+    ``height`` tall filling the box, whose top depth is an exact affine map of the configured
+    video-depth model's frame-0 output (the depth alignment then has an exact answer). The
+    pipeline itself still runs the detector, the video-depth model, the segmenter (the RGB-D one
+    finds the block by its depth) and the tracker. Writes video.mp4 and a recording folder
+    ``camera/`` (I0, D0, camera) that a ``recorded`` camera replays."""
+    import cv2
+    import numpy as np
+
+    from dream2flow.camera.recorded import RecordingWriter
+    from dream2flow.flow.perceived import detect_box
+    from dream2flow.types import RGBD, CameraModel
+    from dream2flow.video.decode import load_video
+    from dream2flow.video.encode import write_video
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    big = cv2.GaussianBlur(rng.integers(0, 255, (H, W + T * step, 3)).astype(np.uint8), (0, 0), 1.5)
+    frames = np.stack([big[:, (T - t) * step:(T - t) * step + W] for t in range(T)])
+    write_video(folder / "video.mp4", frames, 10.0)
+    video = load_video(folder / "video.mp4")  # what the server will decode
+    rgb = video.frames[0]
+    box, _, _ = detect_box(perception, rgb, prompt)
+    x0, y0, x1, y1 = (int(round(v)) for v in box)  # the block fills the box
+    rel0 = perception.require("video_depth")(video)[0]
+    block = np.zeros((H, W), bool)
+    block[y0:y1, x0:x1] = True
+    d0 = np.full((H, W), dist, np.float32)
+    v = rel0[block]
+    d0[block] = dist - height + 0.02 * (v - np.nanmin(v)) / (np.nanmax(v) - np.nanmin(v))
+    K = np.array([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1]])
+    T_base_cam = np.eye(4)
+    T_base_cam[:3, :3] = [[0, -1, 0], [-1, 0, 0], [0, 0, -1]]  # looking straight down
+    T_base_cam[:3, 3] = [0.5, 0.0, dist + 0.15]
+    cam = CameraModel(K=K, width=W, height=H, T_base_cam=T_base_cam)
+    writer = RecordingWriter(folder / "camera", cam, source="tests/tiny_perception.block_scene")
+    writer.add(RGBD(rgb=rgb, depth_m=d0, camera=cam))
+    writer.finish()
+    return {"video": folder / "video.mp4", "recording": folder / "camera"}
