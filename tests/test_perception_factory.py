@@ -49,7 +49,7 @@ def test_builtin_specs_and_the_default_file() -> None:
     # The shipped hw/perception.toml: every role asks for its model (fallback where a classical one exists).
     shipped = load_perception_config(REPO / "hw" / "perception.toml")
     assert {r: shipped.role(r).use for r in ROLES} == {r: "model" for r in ROLES}
-    assert shipped.models_dir == (REPO / "exported_models").resolve()
+    assert shipped.models_dir is None  # the default models folder: $D2F_MODELS_DIR, else exported_models/
     assert load_perception_config(None).source.endswith("perception.toml")  # the default is that file
 
 

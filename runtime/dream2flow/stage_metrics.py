@@ -31,6 +31,19 @@ def flow_metrics(result: Any) -> dict[str, Any]:
             "depth_inlier_fraction": _r(a.inlier_frac, 4), "mask_pixels": int(np.asarray(result.mask).sum())}
 
 
+def perceived_flow_metrics(pf: Any) -> dict[str, Any]:
+    """``flow.perceived.PerceivedFlow`` -> the flow's metrics plus where the box and thumb came from,
+    the detector's score and the first-frame check."""
+    m = flow_metrics(pf.result)
+    thumb = None if pf.thumb_px is None else np.asarray(pf.thumb_px, np.float64).reshape(-1, 2)
+    m.update({"box_source": pf.box_source, "box_score": _r(pf.box_score, 4), "thumb_source": pf.thumb_source,
+              "thumb_frames": None if thumb is None else int(np.isfinite(thumb).all(axis=1).sum())})
+    if pf.first_frame is not None:
+        m.update({"first_frame_shift_px": _r(pf.first_frame.shift_norm_px, 2),
+                  "first_frame_similarity": _r(pf.first_frame.similarity, 4)})
+    return m
+
+
 def plan_metrics(plan: Any) -> dict[str, Any]:
     """``types.Plan`` -> waypoints, duration, plan error (predicted vs flow), cost, solver iterations."""
     m = plan.meta or {}
@@ -57,6 +70,8 @@ def stage_metrics(out: Any) -> dict[str, Any]:
 
     if isinstance(out, Plan):
         return plan_metrics(out)
+    if hasattr(out, "result") and hasattr(out, "box_source"):  # flow.perceived.PerceivedFlow
+        return perceived_flow_metrics(out)
     if hasattr(out, "flow") and hasattr(out, "alignment") and hasattr(out, "visible_2d"):
         return flow_metrics(out)
     if hasattr(out, "commands_sent") and hasattr(out, "missed_periods"):

@@ -22,7 +22,8 @@ that is asked for but has no backend exits 3.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from dream2flow.commands.flow import _box, _int
+    from dream2flow.commands import seed_type
+    from dream2flow.commands.flow import _box
 
     p = sub.add_parser("perceive", help="run the configured perception on an image (and video): box, mask, thumb",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="classical | models | a perception TOML (default hw/perception.toml)")
     p.add_argument("--fit", choices=("crop", "letterbox"), default=None,
                    help="a video of another aspect ratio than the image: crop or letterbox (see `flow --help`)")
-    p.add_argument("--seed", type=_int, default=0, metavar="S", help="seed of the classical segmenter (default 0)")
+    p.add_argument("--seed", type=seed_type(), default=0, metavar="S", help="seed of the classical segmenter (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (perception.json, overlay.png)")
     p.set_defaults(func=run)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import re
 import time
@@ -475,8 +476,13 @@ class InferenceEngine:
         log.info("%s", ms.report_line())
         if ms.on_cpu_fallback and not self._warned_cpu:
             self._warned_cpu = True
-            log.warning("no %s for the perception models (%s): running on the CPU", ms.preferred,
-                        "; ".join(ms.notes) or "see the startup report")
+            # A machine without any CUDA device runs on the CPU by nature (a developer's laptop, CI):
+            # said at INFO. A GPU that the models do not get (a CPU-only onnxruntime on a Jetson, a
+            # missing CUDA/TensorRT library) is the misconfiguration worth a warning.
+            gpu = _cuda_compute_capability(self.config.device_id) is not None
+            log.log(logging.WARNING if gpu else logging.INFO, "no %s for the perception models (%s): running on the CPU%s",
+                    ms.preferred, "; ".join(ms.notes) or "see the startup report",
+                    "" if gpu else " (this machine has no CUDA device)")
         return ms
 
     def load(self, names: Iterable[str] | None = None) -> list[ModelSession]:

@@ -20,6 +20,7 @@ it, else ViTPose (``hand_keypoints``, cropping with the configured detector mode
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,11 @@ class Perception:
 
             if self.manifest is None:
                 raise NotReady(self._manifest_note)
-            self._engine = InferenceEngine(self.manifest, models_dir=self.models_dir,
-                                           config=EngineConfig.from_env(**self.config.engine))
+            # The file's [engine] options, under the operator's environment overrides
+            # (D2F_ORT_PROVIDERS, D2F_TRT_CACHE, D2F_TRT_FP16: EngineConfig.from_env).
+            env_set = {"providers": "D2F_ORT_PROVIDERS", "trt_cache_dir": "D2F_TRT_CACHE", "trt_fp16": "D2F_TRT_FP16"}
+            kw = {k: v for k, v in self.config.engine.items() if not os.environ.get(env_set.get(k, ""), "")}
+            self._engine = InferenceEngine(self.manifest, models_dir=self.models_dir, config=EngineConfig.from_env(**kw))
         return self._engine
 
     def _file_of(self, spec: Any) -> Path:
