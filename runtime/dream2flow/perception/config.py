@@ -77,9 +77,12 @@ class PerceptionConfig:
 
 
 def default_config_path() -> Path:
-    from dream2flow.config import hw_dir
+    """``perception.toml`` of the configuration folder in use (``--hw-dir`` / ``$D2F_HW_DIR``), else
+    the shipped one."""
+    from dream2flow.config import hw_dir, shipped_hw_dir
 
-    return hw_dir() / "perception.toml"
+    own = hw_dir() / "perception.toml"
+    return own if own.is_file() else shipped_hw_dir() / "perception.toml"
 
 
 def builtin_config(name: str) -> PerceptionConfig:
@@ -169,8 +172,8 @@ def _engine_kwargs(engine: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def load_perception_config(spec: str | Path | PerceptionConfig | None = None) -> PerceptionConfig:
-    """``None`` -> ``hw/perception.toml`` (the built-in ``models`` configuration when that file does
-    not exist); ``classical`` / ``models``; else a TOML path."""
+    """``None`` -> ``perception.toml`` of the hw folder in use, else the shipped one (the built-in
+    ``models`` configuration when neither exists); ``classical`` / ``models``; else a TOML path."""
     if isinstance(spec, PerceptionConfig):
         return spec
     if spec is None or str(spec).strip() == "":
