@@ -271,7 +271,7 @@ def test_factory_switch(manifest_path) -> None:
     from dream2flow.perception.config import config_from_dict
 
     classical = load_perception("classical")
-    assert classical.segmenter().name in ("classical_rgbd", "classical_grabcut")
+    assert classical.segmenter().name == "classical_rgbd"
     assert classical.tracker().name == "classical_lk"
     assert classical.detector() is None and classical.video_depth() is None and classical.hand() is None
     models = load_perception(config_from_dict({"schema": 1, "models_dir": str(manifest_path.parent),

@@ -43,7 +43,7 @@ def test_builtin_specs_and_the_default_file() -> None:
     classical = load_perception("classical")
     assert classical.backends()["detector"] is None and classical.backends()["video_depth"] is None
     assert classical.backends()["hand"] is None and classical.backends()["tracker"] == "classical_lk"
-    assert classical.backends()["segmenter"] in ("classical_rgbd", "classical_grabcut")
+    assert classical.backends()["segmenter"] == "classical_rgbd"
     models = builtin_config("models")
     assert all(models.role(r).use == "model" and models.role(r).fallback for r in ROLES)
     # The shipped hw/perception.toml: every role asks for its model (fallback where a classical one exists).
@@ -66,7 +66,7 @@ def test_missing_models_fall_back_only_where_a_classical_backend_exists(tmp_path
     for role in ("detector", "video_depth", "hand"):
         assert plans[role].kind == "none" and plans[role].name is None
     desc = p.describe()
-    assert desc["backends"]["segmenter"] in ("classical_rgbd", "classical_grabcut")
+    assert desc["backends"]["segmenter"] == "classical_rgbd"
     assert set(desc["notes"]) == {"detector", "segmenter", "video_depth", "hand"}
     with pytest.raises(NotReady, match=r"no video-depth backend .*depth.*--video-depth"):
         p.require("video_depth")

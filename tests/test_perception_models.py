@@ -119,7 +119,7 @@ def test_perceive_with_only_an_image_and_the_default_configuration(tiny, tmp_pat
              "--out", str(tmp_path / "c"))
     assert r.returncode == 0, r.stderr
     rep = json.loads((tmp_path / "c" / "perception.json").read_text())
-    assert rep["backends"]["detector"] == "given_box" and rep["backends"]["segmenter"].startswith("classical_")
+    assert rep["backends"]["detector"] == "given_box" and rep["backends"]["segmenter"] == "classical_rgbd"
     assert rep["mask_pixels"] > 1000 and rep["errors"].get("hand", "").startswith("no hand backend")
 
 

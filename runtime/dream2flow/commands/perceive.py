@@ -42,15 +42,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _segment(seg, rgb, box, depth):  # type: ignore[no-untyped-def]
-    """The segmenter, given D0 when it takes depth (RGB-D segmenters) and D0 is known."""
-    import inspect
-
-    if depth is not None and "depth_m" in inspect.signature(seg.__call__).parameters:
-        return seg(rgb, box, depth_m=depth)
-    return seg(rgb, box)
-
-
 def run(args: argparse.Namespace) -> int:
     import json
     import time
@@ -103,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         ran["segmenter"] = seg.name
         t0 = time.perf_counter()
         try:
-            mask = np.asarray(_segment(seg, rgb, box, depth), bool)
+            mask = np.asarray(seg(rgb, box, depth_m=depth), bool)
         except PerceptionFailed as exc:
             errors["segmenter"] = exc.message
         timings["segment"] = time.perf_counter() - t0

@@ -61,20 +61,11 @@ class RolePlan:
         return {"kind": self.kind, "name": self.name, "models": list(self.models), "note": self.note}
 
 
-def _classical_segmenter_cls() -> Any:
-    try:
-        from dream2flow.perception.rgbd_segmenter import RGBDSegmenter  # the RGB-D default (issue 13)
-
-        return RGBDSegmenter
-    except ImportError:  # pragma: no cover - until the RGB-D segmenter exists
-        from dream2flow.perception.classical import GrabCutSegmenter
-
-        return GrabCutSegmenter
-
-
 def _classical_cls(role: str) -> Any:
     if role == "segmenter":
-        return _classical_segmenter_cls()
+        from dream2flow.perception.rgbd_segmenter import RGBDSegmenter  # colour + D0 (GrabCut without depth)
+
+        return RGBDSegmenter
     if role == "tracker":
         from dream2flow.perception.classical import ClassicalLKTracker
 
