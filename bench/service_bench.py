@@ -64,6 +64,7 @@ backend = "kinematic"
 [video_sources]
 retries = 0
 connect_timeout_s = 0.5
+url_allowed_networks = ["127.0.0.1/32"]  # the bench's fail-fast URL (nothing listens on port 9)
 [limits]
 max_queued_tasks = 64
 max_depth_bytes = 1073741824

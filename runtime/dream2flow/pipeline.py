@@ -123,6 +123,19 @@ def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = N
     if inputs.method not in METHODS:
         raise InvalidInput(f"unknown method '{inputs.method}' (choose from {', '.join(METHODS)})")
     runner = _StageRunner(progress, cancel)
+
+    def phases(stage: str) -> Callable[[str, float], None]:
+        """Progress inside a stage (perception role / solver phase); a cancel stops it there."""
+
+        def cb(phase: str, fraction: float) -> None:
+            if cancel is not None and cancel.is_set():
+                from dream2flow.errors import ExecutionFailed
+
+                raise ExecutionFailed(f"cancelled during {stage} ({phase})", stage=stage)
+            progress(stage, fraction, {"phase": phase})
+
+        return cb
+
     out = Path(out_dir) if out_dir else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +144,7 @@ def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = N
     try:
         result = runner.run("flow", lambda: extract_flow(
             inputs.video, inputs.observation, inputs.box, inputs.video_depth,
-            num_points=inputs.num_points, seed=inputs.seed))
+            num_points=inputs.num_points, seed=inputs.seed, progress=phases("flow")))
         flow = result.flow
         if out is not None:
             artifacts["flow"] = str(flow.save(out / "flow.npz"))
@@ -143,7 +156,7 @@ def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = N
                 artifacts["flow_png"] = str(write_flow_png(out / "flow.png", flow, inputs.observation.rgb) or out / "flow.png")
         plan = runner.run("plan", lambda: plan_from_flow(
             flow, inputs.observation, q0=inputs.q0, method=inputs.method, object_mask=result.mask,
-            thumb_px=inputs.thumb_px))
+            thumb_px=inputs.thumb_px, progress=phases("plan")))
         if out is not None:
             artifacts["plan"] = str(plan.save(out / "plan.npz"))
             if pictures:
