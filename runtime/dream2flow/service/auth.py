@@ -21,6 +21,7 @@ import asyncio
 import contextvars
 import hashlib
 import hmac
+import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -431,7 +432,26 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     _reset(token)
                     await finish(info, context, exc, ticket)
 
-            return grpc.unary_stream_rpc_method_handler(behavior_us, _lenient(handler.request_deserializer),
+            async def behavior_us_writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+                """For streaming handlers that ``await context.write(...)`` (grpc.health's Watch)."""
+                info = start(context)
+                token = CURRENT_CALL.set(info)
+                exc: BaseException | None = None
+                ticket = None
+                try:
+                    ticket = await admit(info, context)
+                    if isinstance(request, _Undecodable):
+                        await _abort_undecodable(context, request)
+                    await inner_us(request, context)
+                except BaseException as e:
+                    exc = e
+                    raise
+                finally:
+                    _reset(token)
+                    await finish(info, context, exc, ticket)
+
+            chosen = behavior_us if inspect.isasyncgenfunction(inner_us) else behavior_us_writer
+            return grpc.unary_stream_rpc_method_handler(chosen, _lenient(handler.request_deserializer),
                                                         handler.response_serializer)
         inner_ss = handler.stream_stream
 

@@ -33,6 +33,7 @@ class GuardedBackend:
         self.lock = lock or threading.RLock()
         self.realtime = realtime and bool(getattr(inner, "simulated", False))
         self.commands_sent = 0
+        self.last_command_monotonic_s = 0.0  # when the last joint command went to the backend
         self._deadline: float | None = None
 
     @property
@@ -66,6 +67,7 @@ class GuardedBackend:
             self._gate()
             self.inner.command_joint_positions(q)
             self.commands_sent += 1
+            self.last_command_monotonic_s = time.monotonic()
 
     def gripper(self, width_m: float | None = None, grasp: bool = False) -> None:
         self._gate()
@@ -129,6 +131,7 @@ class Devices:
                  backend_factory: Callable[[str, Any], Any] | None = None) -> None:
         self.cfg = cfg
         self.estop = threading.Event()
+        self.estop_monotonic_s = 0.0  # when the e-stop flag was last set (time.monotonic)
         self.sim_lock = threading.RLock()
         self._camera = camera
         self._cam_exec = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="d2f-camera")
@@ -242,6 +245,15 @@ class Devices:
             res = env.success()
         return {"success": bool(res.success), "value": float(res.value), "reason": str(res.reason),
                 "checker": f"sim:{getattr(env, 'task', '?')} success check"}
+
+    def trip_estop(self) -> None:
+        """Set the e-stop flag (the gate refuses every motion command from now on); the time of
+        the first trip is kept until Reset clears the flag."""
+        t = time.monotonic()
+        first = not self.estop.is_set()
+        self.estop.set()
+        if first:
+            self.estop_monotonic_s = t
 
     def existing_backends(self) -> list[GuardedBackend]:
         with self._backends_lock:

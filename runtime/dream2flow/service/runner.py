@@ -147,7 +147,7 @@ class TaskRunner:
 
     def estop(self, reason: str) -> tuple[str, int]:
         """Emergency stop → (the stopped task id or "", number of queued tasks cancelled)."""
-        self.devices.estop.set()  # first: from now on the gate refuses every motion command
+        self.devices.trip_estop()  # first: from now on the gate refuses every motion command
         with self._lock:
             self.mode, self.mode_reason = ESTOPPED, reason
             cur = self.current

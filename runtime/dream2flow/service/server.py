@@ -721,7 +721,7 @@ class RobotServicer(robot_pb2_grpc.RobotServiceServicer):
     async def EmergencyStop(self, request: robot_pb2.EmergencyStopRequest,
                             context: grpc.aio.ServicerContext) -> robot_pb2.EmergencyStopResponse:
         svc = self.svc
-        svc.devices.estop.set()  # at once, in the loop: the backend gate refuses motion from here on
+        svc.devices.trip_estop()  # at once, in the loop: the backend gate refuses motion from here on
         reason = f"by {current_call().principal.name}" + (f": {request.reason[:500]}" if request.reason else "")
         loop = asyncio.get_running_loop()
         stopped, cancelled = await loop.run_in_executor(svc._estop_pool, svc.runner.estop, reason)
