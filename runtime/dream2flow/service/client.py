@@ -230,8 +230,9 @@ class Fetched:
 def safe_file_name(name: str) -> str:
     """An artifact's file name from the server, usable under the output folder (no absolute
     path, no ``..``)."""
-    parts = [x for x in name.replace("\\", "/").split("/") if x not in ("", ".")]
-    if not parts or any(x == ".." for x in parts):
+    norm = name.replace("\\", "/")
+    parts = [x for x in norm.split("/") if x not in ("", ".")]
+    if not parts or any(x == ".." for x in parts) or norm.startswith("/") or ":" in parts[0]:
         raise InvalidInput(f"the server named an artifact file {name[:100]!r}, which is not a plain relative path")
     return "/".join(parts)
 
