@@ -54,7 +54,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "TASK_NOT_FINISHED": ("FAILED_PRECONDITION", "the task is still queued or running (artifacts come at the end)"),
     "UPLOAD_OFFSET_MISMATCH": ("FAILED_PRECONDITION", "a resumed upload's offset differs from the received bytes "
                                                       "(metadata received_bytes)"),
-    "STILL_STOPPING": ("UNAVAILABLE", "a stopped task is still winding down (RetryInfo)"),
+    "STILL_STOPPING": ("FAILED_PRECONDITION", "a stopped task is still winding down (RetryInfo)"),
     "UPLOAD_IN_PROGRESS": ("ABORTED", "another stream is uploading the same file (RetryInfo)"),
     "UPLOAD_IDLE_TIMEOUT": ("ABORTED", "the upload stream sent nothing for too long; resume it (metadata "
                                        "received_bytes, RetryInfo)"),
