@@ -242,8 +242,6 @@ def fetch_artifact(conn: Connection, task_id: str, art: task_pb2.Artifact, out_d
     """Download one artifact into ``out_dir/<file_name>``, resuming ``<file_name>.part`` (kept
     when a transfer breaks) at its size; every chunk and the whole file are checked against the
     server's sha256 (DataLoss on a mismatch; the partial file is then removed)."""
-    import time
-
     dest = Path(out_dir) / safe_file_name(art.file_name)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.is_file() and dest.stat().st_size == art.size_bytes and sha256_file(dest) == art.sha256_hex:
@@ -257,7 +255,6 @@ def fetch_artifact(conn: Connection, task_id: str, art: task_pb2.Artifact, out_d
         part.unlink(missing_ok=True)
     stamp.write_text(art.sha256_hex + "\n")
     received = 0
-    last = 0.0
     with open(part, "r+b" if part.exists() else "wb") as f:
         f.truncate(offset)
         f.seek(offset)
@@ -276,9 +273,7 @@ def fetch_artifact(conn: Connection, task_id: str, art: task_pb2.Artifact, out_d
                     raise DataLoss(f"artifact {art.name}: a chunk at {c.offset_bytes} does not match its sha256")
                 f.write(c.data)
                 received += len(c.data)
-                now = time.monotonic()
-                if on_progress is not None and (now - last > 0.5 or offset + received == art.size_bytes):
-                    last = now
+                if on_progress is not None:  # after every chunk (callers throttle their output)
                     on_progress(offset + received, art.size_bytes)
         except grpc.RpcError as exc:
             raise rpc_error(exc) from None

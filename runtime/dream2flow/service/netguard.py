@@ -165,12 +165,18 @@ class Response:
     _pool: Any
 
     def stream(self, chunk_bytes: int) -> Any:
+        """The body in pieces of at most ``chunk_bytes``, each as soon as it arrives (a slow
+        source does not hold a cancel back until a whole chunk is there)."""
         import urllib3
 
         try:
-            yield from self._raw.stream(chunk_bytes)
+            while True:
+                data = self._raw.read1(chunk_bytes)
+                if not data:
+                    return
+                yield data
         except (urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError,
-                urllib3.exceptions.IncompleteRead) as exc:
+                urllib3.exceptions.IncompleteRead, OSError) as exc:
             raise ConnectFailed(f"{type(exc).__name__}") from None
 
     def read(self, max_bytes: int) -> bytes:

@@ -263,8 +263,12 @@ def _fetch(conn: C.Connection, args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     total = 0
     for a in chosen:
-        def on_progress(done: int, size: int, a: task_pb2.Artifact = a) -> None:
-            if not args.json:
+        last = [0.0]
+
+        def on_progress(done: int, size: int, a: task_pb2.Artifact = a, last: list[float] = last) -> None:
+            now = time.monotonic()
+            if not args.json and (now - last[0] > 0.5 or done == size):
+                last[0] = now
                 progress(f"fetch {a.file_name}: {100 * done / max(size, 1):.0f}% ({done / 1e6:.1f} of {size / 1e6:.1f} MB)")
 
         f = C.fetch_artifact(conn, args.task_id, a, out, chunk_bytes=args.chunk_bytes, on_progress=on_progress)
