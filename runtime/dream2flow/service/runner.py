@@ -221,10 +221,7 @@ class TaskRunner:
             except Exception:  # the runner thread must survive anything
                 log.exception("task %s: runner error", cur.task_id)
             finally:
-                try:  # a simulated arm comes to rest (a stopped real arm's controller does that itself)
-                    self.devices.settle()
-                except Exception:
-                    log.exception("task %s: settling the simulated arm failed", cur.task_id)
+                self._settle()  # (normally done before the task was reported finished)
                 with self._lock:
                     self.current = None
 
@@ -401,8 +398,17 @@ class TaskRunner:
         return np.asarray(model(video), dtype=np.float32)
 
     # -- outcome ----------------------------------------------------------------------------
+    def _settle(self) -> None:
+        """Before a task is reported finished: a simulated arm has come to rest (so the state a
+        client reads right after the task ended shows it still)."""
+        try:
+            self.devices.settle()
+        except Exception:
+            log.exception("settling the simulated arm failed")
+
     def _fail(self, tid: str, cur: Running, stage: str, kind: str, code: str, message: str,
               ctx: "_TaskContext") -> None:
+        self._settle()
         if cur.cancel.is_set():
             reason = cur.cancel_reason or "cancelled"
             stage = cur.cancel_stage or stage  # the stage that was stopped, not the one that noticed
@@ -417,6 +423,7 @@ class TaskRunner:
                      outcome=_not_checked(f"the task failed in {stage or 'its first stage'}"))
 
     def _record(self, tid: str, cur: Running, outcome: Any, ctx: "_TaskContext") -> None:
+        self._settle()
         t0 = time.perf_counter()
         for name, path in (getattr(outcome, "artifacts", None) or {}).items():
             p = Path(path)

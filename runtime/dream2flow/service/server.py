@@ -698,13 +698,19 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
         current_call().detail = f"artifact {a.name} from {request.offset_bytes} of {a.size_bytes} bytes"
         yield task_pb2.GetArtifactResponse(artifact=_artifact_pb(a))
         it = read_chunks(a.path, int(request.offset_bytes), chunk, a.size_bytes)
-        while True:
-            item = await svc.io(next, it, None)  # file reads off the event loop
-            if item is None:
-                return
-            off, data = item
-            yield task_pb2.GetArtifactResponse(chunk=task_pb2.ArtifactChunk(
-                offset_bytes=off, data=data, sha256_hex=hashlib.sha256(data).hexdigest()))
+        try:
+            while True:
+                item = await svc.io(next, it, None)  # file reads off the event loop
+                if item is None:
+                    return
+                off, data = item
+                yield task_pb2.GetArtifactResponse(chunk=task_pb2.ArtifactChunk(
+                    offset_bytes=off, data=data, sha256_hex=hashlib.sha256(data).hexdigest()))
+        finally:
+            try:
+                it.close()  # the file, also when the client went away mid-stream
+            except ValueError:  # still reading in a worker thread: the file closes when it is collected
+                pass
 
 
 class RobotServicer(robot_pb2_grpc.RobotServiceServicer):
