@@ -50,9 +50,6 @@ def serve(tmp: Path, pipeline: Any, **sections: Any) -> ServiceThread:
 
 
 def test_flow_reports_each_perception_role_and_stops_on_cancel() -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from synthetic_scene import cached_scene
 
     from dream2flow.errors import ExecutionFailed

@@ -27,7 +27,7 @@ from dream2flow.service.testing import (OPERATOR_TOKEN, ServiceThread, make_conf
                                         write_test_video)
 from dream2flow.v1 import robot_pb2, task_pb2  # noqa: E402
 
-pytestmark = [pytest.mark.sim]
+pytestmark = [pytest.mark.sim, pytest.mark.slow]
 
 
 def drawer_pipeline(seen_at_start: list[float]) -> Any:
