@@ -108,7 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("task_id")
     q.add_argument("names", nargs="*", metavar="NAME", help="artifact names (default: all), e.g. flow plan video")
     q.add_argument("--out", required=True, metavar="DIR", help="folder to write the files into")
-    q.add_argument("--chunk-bytes", type=int, default=0, metavar="N",
+    q.add_argument("--chunk-bytes", type=int_in(0, 8 * 1024 * 1024, "bytes"), default=0, metavar="N",
                    help="bytes per streamed chunk (0: the server's maximum, 1 MiB by default)")
     q.set_defaults(func=run)
 

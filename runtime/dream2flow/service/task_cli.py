@@ -255,8 +255,6 @@ def _fetch(conn: C.Connection, args: argparse.Namespace) -> int:
         raise InvalidInput(f"task {args.task_id} has no artifact {', '.join(repr(n) for n in unknown)} "
                            f"(it has: {', '.join(sorted(by_name)) or 'none'})")
     chosen = [by_name[n] for n in args.names] if args.names else arts
-    if not 0 <= args.chunk_bytes <= 8 * 1024 * 1024:
-        raise InvalidInput("--chunk-bytes must be 0..8388608 (0: the server's maximum)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
