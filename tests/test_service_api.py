@@ -168,7 +168,9 @@ def test_bad_inputs_get_documented_codes_and_server_survives(h: Harness) -> None
     assert C.STATE_NAMES[h.wait_state(r.task.task_id, {"SUCCEEDED", "FAILED"}).state] == "SUCCEEDED"
     assert h.robot.GetRobotState(robot_pb2.GetRobotStateRequest(), metadata=VIEW).state.mode == robot_pb2.MOTION_MODE_READY
     assert h.store.integrity_check() == "ok"
-    assert not list((h.store.data_dir / "uploads").glob("*.part"))
+    # Refused uploads left nothing; the truncated stream's kept bytes (resumable) were superseded
+    # when the same file was uploaded again from offset 0 (test_service_uploads covers resuming).
+    assert not h.store.list_parts() and not list((h.store.data_dir / "uploads").glob("*.part"))
     assert len(list((h.store.data_dir / "tasks").iterdir())) == 1  # refused submits left no task folder
     codes = [a["code"] for a in h.store.audit_rows()]
     for want in ("DATA_LOSS", "RESOURCE_EXHAUSTED", "INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION",
@@ -412,11 +414,23 @@ def test_random_requests_never_crash_the_server(h: Harness) -> None:
              "GetTask": (h.tasks.GetTask, task_pb2.GetTaskRequest),
              "ListTasks": (h.tasks.ListTasks, task_pb2.ListTasksRequest),
              "CancelTask": (h.tasks.CancelTask, task_pb2.CancelTaskRequest),
+             "GetUpload": (h.tasks.GetUpload, task_pb2.GetUploadRequest),
+             "ListUploads": (h.tasks.ListUploads, task_pb2.ListUploadsRequest),
+             "DeleteUpload": (h.tasks.DeleteUpload, task_pb2.DeleteUploadRequest),
+             "ListArtifacts": (h.tasks.ListArtifacts, task_pb2.ListArtifactsRequest),
              "GetRobotState": (h.robot.GetRobotState, robot_pb2.GetRobotStateRequest)}
     seen: dict[str, set[str]] = {}
+    from dream2flow.service.status import details_of
+
     for name, (fn, cls) in unary.items():
         for _ in range(25):
-            code = code_of(fn, _random_message(cls, rng), metadata=OP, timeout=30)
+            try:
+                fn(_random_message(cls, rng), metadata=OP, timeout=30)
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as exc:
+                code = exc.code()
+                d = details_of(exc)  # every error the server answers carries a reason
+                assert d is not None and d.reason and d.domain == "dream2flow.v1", (name, code, exc.details())
             seen.setdefault(name, set()).add(code.name)
             assert code in allowed, f"{name}: {code}"
         raw = h.channel.unary_unary(f"/dream2flow.v1.{'RobotService' if name == 'GetRobotState' else 'TaskService'}"
@@ -434,6 +448,9 @@ def test_random_requests_never_crash_the_server(h: Harness) -> None:
         code = code_of(lambda r: list(h.tasks.WatchTask(r, metadata=OP, timeout=30)),
                        _random_message(task_pb2.WatchTaskRequest, rng))
         assert code in allowed, f"WatchTask: {code}"
+        code = code_of(lambda r: list(h.tasks.GetArtifact(r, metadata=OP, timeout=30)),
+                       _random_message(task_pb2.GetArtifactRequest, rng))
+        assert code in allowed | {grpc.StatusCode.OUT_OF_RANGE}, f"GetArtifact: {code}"
     # Still fully working afterwards.
     r = h.submit()
     assert C.STATE_NAMES[h.wait_state(r.task.task_id, {"SUCCEEDED", "FAILED"}).state] == "SUCCEEDED"

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("argv", [["serve", "--help"], ["task", "--help"]] +
-                         [["task", a, "--help"] for a in ("submit", "get", "list", "watch", "cancel", "estop", "reset")])
+                         [["task", a, "--help"] for a in ("submit", "get", "list", "watch", "cancel", "estop", "reset",
+                                                          "fetch")])
 def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as ei:
         main(argv)
@@ -108,7 +109,12 @@ def test_bench_quick(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     names = {row["name"] for row in rows}
-    assert {"upload_mb_s", "rpc_latency_ms"} <= names
+    assert {"upload_mb_s", "rpc_latency_ms", "estop_latency_ms", "upload_resume", "upload_dedup_ms",
+            "artifact_fetch_mb_s", "artifact_fetch_resume"} <= names
+    resume = next(row for row in rows if row["name"] == "upload_resume")
+    assert 0 < resume["kept_bytes"] and resume["sent_on_resume_bytes"] == resume["bytes"] - resume["kept_bytes"]
+    fetch = next(row for row in rows if row["name"] == "artifact_fetch_resume")
+    assert 0 < fetch["resumed_from_bytes"] < fetch["bytes"]
     for row in rows:
         if row["name"] == "upload_mb_s":
             assert row["value"] > 0

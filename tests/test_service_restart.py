@@ -120,6 +120,7 @@ backend = "kinematic"
 [video_sources]
 read_timeout_s = 30.0
 retries = 0
+url_allowed_networks = ["127.0.0.1/32"]  # the test's own HTTP server (loopback is refused by default)
 """)
     log = tmp_path / "server.log"
     depth = write_test_depth(tmp_path / "d.npy")

@@ -131,3 +131,28 @@ def test_upload_records_expire(tmp_path: Path) -> None:
     with pytest.raises(NotFound):  # ids are checked before any path is built
         s.get_upload("../../etc/passwd")
     s.close()
+
+
+def test_schema_1_database_is_migrated(tmp_path: Path) -> None:
+    """A data directory written by the schema-1 server opens: columns are added, nothing is lost."""
+    s = Store(tmp_path, lock=False)
+    t, _ = s.create_task(submitted_by="op", request={"x": 1}, request_hash="h", idempotency_key=None, max_queued=5)
+    s.close()
+    db = sqlite3.connect(tmp_path / "dream2flow.sqlite")
+    db.execute("DROP INDEX uploads_sha")
+    db.execute("ALTER TABLE tasks DROP COLUMN outcome_json")
+    db.execute("ALTER TABLE uploads DROP COLUMN last_used_s")
+    db.execute("DROP TABLE upload_parts")
+    db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    s = Store(tmp_path, lock=False)
+    try:
+        assert s.get_task(t["task_id"])["outcome"] == {}
+        s.transition(t["task_id"], "RUNNING", "started")
+        done = s.transition(t["task_id"], "SUCCEEDED", "done", outcome={"verdict": "NOT_CHECKED"})
+        assert done["outcome"] == {"verdict": "NOT_CHECKED"}
+        assert s._query("SELECT value FROM meta WHERE key='schema_version'")[0][0] == "2"
+        assert s.list_parts() == [] and s.integrity_check() == "ok"
+    finally:
+        s.close()

@@ -123,7 +123,7 @@ def web(tmp_path: Path) -> Iterator[Web]:
 
 def policy(**kw: Any) -> vs.FetchPolicy:
     base = dict(connect_timeout_s=2.0, read_timeout_s=0.3, deadline_s=10.0, retries=3, backoff_s=0.01,
-                max_bytes=1_000_000)
+                max_bytes=1_000_000, allowed_networks=("127.0.0.1/32",))  # the test's own server: opted in
     base.update(kw)
     return vs.FetchPolicy(**base)
 
@@ -189,6 +189,7 @@ def test_generator_post_poll_download(web: Web, tmp_path: Path) -> None:
 
 def test_url_and_generate_sources_through_the_service(web: Web, tmp_path: Path) -> None:
     cfg = make_config(tmp_path / "data", video_sources={"generator_url": f"{web.base}/gen",
+                                                        "url_allowed_networks": ["127.0.0.1/32"],
                                                         "generator_poll_interval_s": 0.01, "backoff_s": 0.01,
                                                         "read_timeout_s": 2.0})
     box = task_pb2.BoxPx(x0_px=100, y0_px=100, x1_px=300, y1_px=260)

@@ -9,14 +9,28 @@ from __future__ import annotations
 
 class Dream2FlowError(Exception):
     """Base of every expected failure. ``exit_code`` for the CLI, ``grpc_code`` (a
-    ``grpc.StatusCode`` name) for the service; ``stage`` names where it happened."""
+    ``grpc.StatusCode`` name) for the service; ``stage`` names where it happened.
+
+    The service turns the optional machine-readable facts into ``google.rpc.Status`` details
+    (``dream2flow.service.status``): ``reason`` a stable UPPER_SNAKE code (ErrorInfo; default:
+    the status code's name), ``field`` the request field at fault (BadRequest), ``retry_after_s``
+    how long a client should wait before retrying (RetryInfo: present only when a retry can
+    help), ``quota`` (subject, description) of a cap that was hit (QuotaFailure), ``metadata``
+    extra ErrorInfo strings (e.g. ``received_bytes`` of a partial upload)."""
 
     exit_code: int = 1
     grpc_code: str = "INTERNAL"
 
-    def __init__(self, message: str, *, stage: str | None = None) -> None:
+    def __init__(self, message: str, *, stage: str | None = None, reason: str | None = None,
+                 field: str | None = None, retry_after_s: float | None = None,
+                 quota: tuple[str, str] | None = None, metadata: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.stage = stage
+        self.reason = reason
+        self.field = field
+        self.retry_after_s = retry_after_s
+        self.quota = quota
+        self.metadata = dict(metadata or {})
 
     @property
     def message(self) -> str:

@@ -132,6 +132,19 @@ def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = N
     if inputs.method not in METHODS:
         raise InvalidInput(f"unknown method '{inputs.method}' (choose from {', '.join(METHODS)})")
     runner = _StageRunner(progress, cancel)
+
+    def phases(stage: str) -> Callable[[str, float], None]:
+        """Progress inside a stage (perception role / solver phase); a cancel stops it there."""
+
+        def cb(phase: str, fraction: float) -> None:
+            if cancel is not None and cancel.is_set():
+                from dream2flow.errors import ExecutionFailed
+
+                raise ExecutionFailed(f"cancelled during {stage} ({phase})", stage=stage)
+            progress(stage, fraction, {"phase": phase})
+
+        return cb
+
     out = Path(out_dir) if out_dir else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +156,7 @@ def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = N
             return perceive_flow(inputs.video, inputs.observation, perception=perception, box=inputs.box,
                                  prompt=inputs.object_prompt, video_depth=inputs.video_depth,
                                  thumb_px=inputs.thumb_px, num_points=inputs.num_points, seed=inputs.seed,
-                                 fit=inputs.fit)
+                                 fit=inputs.fit, progress=phases("flow"))
 
         perceived = runner.run("flow", _flow)
         result = perceived.result
@@ -158,7 +171,7 @@ def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = N
                 artifacts["flow_png"] = str(write_flow_png(out / "flow.png", flow, inputs.observation.rgb) or out / "flow.png")
         plan = runner.run("plan", lambda: plan_from_flow(
             flow, inputs.observation, q0=inputs.q0, method=inputs.method, object_mask=result.mask,
-            thumb_px=perceived.thumb_px))
+            thumb_px=perceived.thumb_px, progress=phases("plan")))
         if out is not None:
             artifacts["plan"] = str(plan.save(out / "plan.npz"))
             if pictures:

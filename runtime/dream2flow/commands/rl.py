@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from dream2flow.commands import int_in, seed_type
+
 DESCRIPTION = """\
 Reinforcement learning with 3D object flow as the reward (the open_door sim scene's door, a
 random position and yaw per episode; the Panda or a floating Franka Hand; actions: TCP velocity
@@ -31,9 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = p.add_subparsers(dest="rl_command", metavar="ACTION", parser_class=type(p))
 
     f = s.add_parser("flow", help="make the door-opening flow.npz (privileged inputs)")
-    f.add_argument("--scene-seed", type=int, default=0, help="the door scene (open_door seed; default 0)")
-    f.add_argument("--video-seed", type=int, default=0, help="the generated video's path details (default 0)")
-    f.add_argument("--points", type=int, default=256, help="query points (default 256)")
+    f.add_argument("--scene-seed", type=seed_type(), default=0, help="the door scene (open_door seed; default 0)")
+    f.add_argument("--video-seed", type=seed_type(), default=0, help="the generated video's path details (default 0)")
+    f.add_argument("--points", type=int_in(8, 8192), default=256, help="query points (default 256)")
     f.add_argument("--out", required=True, metavar="DIR", help="writes DIR/flow.npz, video.mp4, flow.png")
     f.set_defaults(func=run_flow)
 
@@ -41,15 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--env", default="door", choices=("door",), help="environment (door)")
     t.add_argument("--embodiment", default="panda", choices=("panda", "floating"))
     t.add_argument("--reward", default="flow", choices=("flow", "object_state"))
-    t.add_argument("--steps", type=int, default=None, help="environment steps (default 60000; --quick: 1500)")
-    t.add_argument("--seed", type=int, default=0, help="training seed (SAC and episode draws; default 0)")
+    t.add_argument("--steps", type=int_in(1, 10_000_000), default=None, help="environment steps (default 60000; --quick: 1500)")
+    t.add_argument("--seed", type=seed_type(), default=0, help="training seed (SAC and episode draws; default 0)")
     t.add_argument("--out", required=True, metavar="DIR")
     t.add_argument("--flow", default=None, metavar="FLOW.npz",
                    help="flow for --reward flow (default: make it with 'rl flow' into DIR/flow/)")
-    t.add_argument("--scene-seed", type=int, default=0, help="door scene seed (default 0; must match the flow's)")
+    t.add_argument("--scene-seed", type=seed_type(), default=0, help="door scene seed (default 0; must match the flow's)")
     t.add_argument("--name", default="policy", help="policy name (file DIR/NAME.onnx; default 'policy')")
     t.add_argument("--quick", action="store_true", help="a ~1 minute run (small net, 1500 steps) proving the recipe")
-    t.add_argument("--demos", type=int, default=0,
+    t.add_argument("--demos", type=int_in(0, 10_000), default=0,
                    help="scripted demonstration episodes added to the replay buffer before training (default 0; "
                         "their rewards are the trained reward's)")
     t.set_defaults(func=run_train)
@@ -57,8 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = s.add_parser("eval", help="evaluate a policy through the runtime engine and the safety-checked loop")
     e.add_argument("--policy", required=True, metavar="NAME|FILE.onnx",
                    help="a manifest entry with role 'policy' (e.g. door_panda_flow_reward) or an .onnx file")
-    e.add_argument("--episodes", type=int, default=100, help="door placements (default 100)")
-    e.add_argument("--seed", type=int, default=1000, help="first episode seed (default 1000; episode i: S+i)")
+    e.add_argument("--episodes", type=int_in(1, 100_000), default=100, help="door placements (default 100)")
+    e.add_argument("--seed", type=seed_type(), default=1000, help="first episode seed (default 1000; episode i: S+i)")
     e.add_argument("--json", default=None, metavar="FILE", help="write the per-episode results")
     e.add_argument("--models-dir", default=None, help="folder of the manifest (default exported_models/)")
     e.add_argument("--realtime", action="store_true", help="pace the loop on the wall clock at its rate (100 Hz)")

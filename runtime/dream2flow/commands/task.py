@@ -1,4 +1,4 @@
-"""``dream2flow task``: operator client: submit|get|list|watch|cancel|estop|reset (+ state, observe).
+"""``dream2flow task``: operator client: submit|get|list|watch|cancel|estop|reset|fetch (+ state, observe).
 
 Exit codes: 0 ok (watch/submit --watch: the task SUCCEEDED); a failed task exits with the
 code of its failure kind (4 perception, 5 planning, 7 execution/cancelled/interrupted, …);
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-_SUBS = ("submit", "get", "list", "watch", "cancel", "estop", "reset", "state", "observe")
+_SUBS = ("submit", "get", "list", "watch", "cancel", "estop", "reset", "fetch", "state", "observe")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -37,7 +37,7 @@ def _common() -> argparse.ArgumentParser:
 def register(sub: argparse._SubParsersAction) -> None:
     from dream2flow.commands import MAX_NUM_POINTS, int_in, seed_type
 
-    p = sub.add_parser("task", help="operator client: submit|get|list|watch|cancel|estop|reset",
+    p = sub.add_parser("task", help="operator client: submit|get|list|watch|cancel|estop|reset|fetch",
                        description="Talk to a running `dream2flow serve`: submit tasks (uploading the video in "
                                    "chunks), follow them, cancel them, stop the robot.")
     s = p.add_subparsers(dest="task_command", metavar="ACTION", parser_class=type(p))
@@ -55,11 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--video", metavar="FILE", help="video file to upload (.mp4/.avi/.mkv/.webm)")
     src.add_argument("--video-url", metavar="URL", help="http(s) URL the server downloads")
     src.add_argument("--generate", action="store_true", help="ask the server's video-generation endpoint")
+    src.add_argument("--video-sha256", metavar="HEX", help="a video the server already has, named by its sha256")
     q.add_argument("--frames", type=int_in(0, 10000), default=0, help="--generate: number of frames (0: server default)")
     dep = q.add_mutually_exclusive_group()
     dep.add_argument("--video-depth", metavar="FILE.npy",
                      help="relative video depth [T,H,W] to upload (optional when the server has a video-depth model)")
     dep.add_argument("--video-depth-url", metavar="URL", help="relative video depth (.npy) URL")
+    dep.add_argument("--video-depth-sha256", metavar="HEX", help="video depth the server already has, by its sha256")
     q.add_argument("--dry-run", action="store_true", help="flow and plan, no motion")
     q.add_argument("--backend", default="", help="robot backend (must be allowed by the server)")
     q.add_argument("--seed", type=seed_type(), default=0, help="perception/planning seed (default 0)")
@@ -100,6 +102,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = s.add_parser("reset", parents=[common], help="clear the e-stop / restart hold",
                      description="Clear the emergency stop (and the hold after a restart): queued tasks run again.")
+    q.set_defaults(func=run)
+
+    q = s.add_parser("fetch", parents=[common], help="download a finished task's artifacts",
+                     description="Download a finished task's artifacts (flow, plan, command log, pictures, videos, "
+                                 "outcome) over the API into --out, each checked against the server's sha256. An "
+                                 "interrupted fetch leaves FILE.part; running it again resumes where it stopped.")
+    q.add_argument("task_id")
+    q.add_argument("names", nargs="*", metavar="NAME", help="artifact names (default: all), e.g. flow plan video")
+    q.add_argument("--out", required=True, metavar="DIR", help="folder to write the files into")
+    q.add_argument("--chunk-bytes", type=int_in(0, 8 * 1024 * 1024, "bytes"), default=0, metavar="N",
+                   help="bytes per streamed chunk (0: the server's maximum, 1 MiB by default)")
     q.set_defaults(func=run)
 
     q = s.add_parser("state", parents=[common], help="the robot's state and motion mode",

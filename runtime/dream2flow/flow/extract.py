@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -79,13 +79,16 @@ def check_inputs(video: Video, rgbd: RGBD) -> None:
 
 def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | np.ndarray, *,
                  num_points: int = DEFAULT_NUM_POINTS, seed: int = 0, segmenter: Segmenter | None = None,
-                 tracker: PointTracker | None = None, config: FlowConfig | None = None) -> FlowResult:
+                 tracker: PointTracker | None = None, config: FlowConfig | None = None,
+                 progress: Callable[[str, float], None] | None = None) -> FlowResult:
     """Video (frame 0 ~ I0) + RGB-D of I0 + object box (x0,y0,x1,y1 px in I0) + video depth (a
     ``VideoDepth`` or a relative depth array [T,H,W]) -> ``FlowResult``.
 
     Defaults: ``RGBDSegmenter(seed=seed)`` (colour + D0), ``ClassicalLKTracker()``,
     ``GivenVideoDepth`` for an array. Raises ``InvalidInput`` (sizes, box, empty depth), ``PerceptionFailed`` (empty mask,
-    nothing tracked), ``AlignmentFailed`` (depth fit degenerate or poor).
+    nothing tracked), ``AlignmentFailed`` (depth fit degenerate or poor). ``progress(phase,
+    fraction)`` is called as each perception role starts ("video_depth", "segment", "sample",
+    "track", "align", "lift", "filter"); it may raise to stop the extraction (a cancel).
     """
     from dream2flow.perception.classical import ClassicalLKTracker, GivenVideoDepth, sample_query_points
     from dream2flow.perception.rgbd_segmenter import RGBDSegmenter
@@ -101,13 +104,16 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
     trk = tracker or ClassicalLKTracker()
     vd: VideoDepth = GivenVideoDepth(video_depth) if isinstance(video_depth, np.ndarray) else video_depth
     timings: dict[str, float] = {}
+    report = progress or (lambda phase, fraction: None)
 
+    report("video_depth", 0.0)
     t0 = time.perf_counter()
     rel = np.asarray(vd(video), dtype=np.float32)
     timings["video_depth"] = time.perf_counter() - t0
     if rel.shape != (T, H, W):
         raise InvalidInput(f"video depth is {list(rel.shape)} but the video is [{T}, {H}, {W}]")
 
+    report("segment", 0.3)
     t0 = time.perf_counter()
     mask = np.asarray(seg(rgbd.rgb, box_f, depth_m=rgbd.depth_m), dtype=bool)
     timings["segment"] = time.perf_counter() - t0
@@ -116,10 +122,12 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
     if not mask.any():
         raise PerceptionFailed(f"segmentation of box {tuple(round(v, 1) for v in box_f)} is empty: nothing to track")
 
+    report("sample", 0.4)
     t0 = time.perf_counter()
     query = sample_query_points(mask, int(num_points), seed, erode_px=cfg.erode_px)
     timings["sample"] = time.perf_counter() - t0
 
+    report("track", 0.45)
     t0 = time.perf_counter()
     tracks_px, visible_2d = trk(video, query)
     tracks_px = np.asarray(tracks_px, np.float32)
@@ -129,10 +137,12 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
         raise PerceptionFailed(f"tracker {trk.name} returned tracks {list(tracks_px.shape)} / visibility "
                                f"{list(visible_2d.shape)} for {len(query)} points over {T} frames")
 
+    report("align", 0.8)
     t0 = time.perf_counter()
     alignment = fit_scale_shift(rel[0], rgbd.depth_m, mask, config=cfg.align, seed=seed)
     timings["align"] = time.perf_counter() - t0
 
+    report("lift", 0.85)
     t0 = time.perf_counter()
     points, visible = lift_tracks(tracks_px, visible_2d, rel, alignment, rgbd.camera, cfg.lift)
     timings["lift"] = time.perf_counter() - t0
@@ -140,6 +150,7 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
         raise PerceptionFailed(f"only {100 * visible[0].mean():.0f}% of the query points have usable depth in "
                                f"frame 0 (need {100 * cfg.min_visible_frac0:.0f}%)")
 
+    report("filter", 0.95)
     t0 = time.perf_counter()
     points, visible, fstats = filter_flow(points, visible, cfg.filter)
     timings["filter"] = time.perf_counter() - t0

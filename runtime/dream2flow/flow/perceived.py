@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -96,7 +96,8 @@ def detect_box(perception: "Perception", rgb: np.ndarray, prompt: str) -> tuple[
 def perceive_flow(video: Video, rgbd: RGBD, *, perception: "Perception", box: Any = None, prompt: str = "",
                   video_depth: VideoDepth | np.ndarray | None = None, thumb_px: np.ndarray | None = None,
                   num_points: int = 256, seed: int = 0, fit: "Fit | None" = None, check_first_frame: bool = True,
-                  find_thumb: bool = True, config: FlowConfig | None = None) -> PerceivedFlow:
+                  find_thumb: bool = True, config: FlowConfig | None = None,
+                  progress: Callable[[str, float], None] | None = None) -> PerceivedFlow:
     """See the module docstring. ``box``, ``video_depth``, ``thumb_px``: overrides (None = perceive
     it); ``prompt``: the object prompt (needed without a box); ``fit``: how the video was fitted to
     the camera (``video.fit``; its padding is excluded from the checks and the depth)."""
@@ -143,7 +144,8 @@ def perceive_flow(video: Video, rgbd: RGBD, *, perception: "Perception", box: An
         vd = _MaskedVideoDepth(vd, fit.valid_mask())
 
     result = extract_flow(video, rgbd, box_f, vd, num_points=num_points, seed=seed,
-                          segmenter=perception.segmenter(seed), tracker=perception.tracker(), config=config)
+                          segmenter=perception.segmenter(seed), tracker=perception.tracker(), config=config,
+                          progress=progress)
     timings.update(result.timings_s)
 
     thumb_source = None

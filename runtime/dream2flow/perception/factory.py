@@ -300,13 +300,15 @@ class Perception:
             self._built["segmenter"] = self._build("segmenter")
         return self._built["segmenter"]
 
-    def ensure(self, role: str) -> None:
-        """``NotReady`` naming the role, why it has no backend and the fix (nothing is loaded)."""
+    def ensure(self, role: str, *, field: str | None = None) -> None:
+        """``NotReady`` naming the role, why it has no backend and the fix (nothing is loaded);
+        ``field``: the request field that would have supplied it (the service's BadRequest detail)."""
         p = self.plan(role)
         if p.kind == "none":
             fix = _FIXES.get(role, "configure a model for it")
             raise NotReady(f"no {role.replace('_', '-')} backend ({p.note}): {fix} "
-                           f"([{role}] use = \"model\" in the perception configuration, now {self.config.source})")
+                           f"([{role}] use = \"model\" in the perception configuration, now {self.config.source})",
+                           reason="NOT_CONFIGURED", field=field)
 
     def require(self, role: str) -> Any:
         """The role's backend (built on first use), or ``NotReady`` as ``ensure``."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -143,7 +143,8 @@ def _choose_grasps(grasps: list[Grasp], order: list[int], q0: np.ndarray, limits
 
 def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = None, method: str = "dream2flow",
                    object_mask: np.ndarray | None = None, thumb_px: np.ndarray | None = None,
-                   config: "PlannerConfig | None" = None) -> Plan:
+                   config: "PlannerConfig | None" = None,
+                   progress: Callable[[str, float], None] | None = None) -> Plan:
     """Plan a grasp and a joint trajectory that makes the grasped part follow ``flow``.
 
     ``flow``: the object flow in the base frame (frame 0 = the scene of ``rgbd``); ``rgbd``: I0/D0
@@ -152,6 +153,8 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
     ``object_mask`` [H,W] bool (default: ``flow.meta["box"]`` ∩ valid depth ∩ off-table ∩ near the
     flow's points); ``thumb_px`` [T,2] (or [2]) the hand's thumb in the video, NaN where unseen.
     Raises ``Unreachable`` (object or motion out of reach), ``PlanningFailed`` (no grasp, a limit).
+    ``progress(phase, fraction)`` is called as each solver phase starts ("cloud", "grasps",
+    "follow grasp N", "assemble"); it may raise to stop planning (a cancel).
     """
     from dream2flow.config import load_robot_limits
     from dream2flow.planning.cloud import default_object_mask
@@ -159,6 +162,8 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
     from dream2flow.planning.grasps import clouds_from_rgbd, propose_grasps, rank_grasps
 
     t_begin = time.perf_counter()
+    report = progress or (lambda phase, fraction: None)
+    report("cloud", 0.0)
     cfg = config or load_planner_config()
     limits = load_robot_limits()
     method = normalise_method(method)
@@ -189,6 +194,7 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
         raise Unreachable(f"the object is {dist:.2f} m from the arm's shoulder, beyond the Panda's reach "
                           f"(~{REACH_M:.2f} m to the gripper tip)")
     t_g = time.perf_counter()
+    report("grasps", 0.1)
     grasps = propose_grasps(obj, normals, scene, camera_pos=cam, config=cfg)
     if not grasps:
         raise PlanningFailed(f"no collision-free grasp fits the object (width <= {cfg.gripper_max_width_m:.2f} m, "
@@ -210,6 +216,7 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
     t_s = time.perf_counter()
     for ch in choices:
         tried += 1
+        report(f"follow grasp {ch['index']}", min(0.9, 0.2 + 0.1 * (tried - 1)))
         if ch["index"] not in parts:
             part = flowprep.select_part(P, V, ch["T_grasp"][:3, 3], radius_m=cfg.part_radius_m, mode=cfg.part_mode,
                                         tol_m=cfg.part_rigid_tol_m)
@@ -268,6 +275,7 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
     t_solve_s = time.perf_counter() - t_s
 
     # --- timing and assembly -------------------------------------------------------------------
+    report("assemble", 0.9)
     dt = max(cfg.dt_s, assemble.required_dt(q_follow, limits, cfg.vel_margin, cfg.acc_margin))
     dt = float(np.ceil(dt * 1000.0) / 1000.0)  # whole milliseconds (<= dt_max_s: checked per variant)
     seg_move = assemble.joint_segment(q0, ch["q_pre"], dt, limits, cfg)

@@ -21,6 +21,7 @@ import asyncio
 import contextvars
 import hashlib
 import hmac
+import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,11 @@ _ROBOT = "/dream2flow.v1.RobotService/"
 METHOD_ROLES: dict[str, tuple[str, ...]] = {
     _TASK + "GetObservation": (OPERATOR, VIEWER),
     _TASK + "UploadVideo": (OPERATOR,),
+    _TASK + "GetUpload": (OPERATOR,),
+    _TASK + "ListUploads": (OPERATOR,),
+    _TASK + "DeleteUpload": (OPERATOR,),
+    _TASK + "ListArtifacts": (OPERATOR, VIEWER),
+    _TASK + "GetArtifact": (OPERATOR, VIEWER),
     _TASK + "SubmitTask": (OPERATOR,),
     _TASK + "GetTask": (OPERATOR, VIEWER),
     _TASK + "ListTasks": (OPERATOR, VIEWER),
@@ -56,7 +62,7 @@ METHOD_ROLES: dict[str, tuple[str, ...]] = {
 }
 # Calls that change something (or move the robot): their audit rows are fsynced on their own.
 MUTATING = frozenset({_TASK + "UploadVideo", _TASK + "SubmitTask", _TASK + "CancelTask", _ROBOT + "EmergencyStop",
-                      _ROBOT + "Reset"})
+                      _ROBOT + "Reset", _TASK + "DeleteUpload"})
 # Load balancers and supervisors probe health without a token; it reveals nothing else.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/",)
 
@@ -190,19 +196,22 @@ def bearer_token(metadata: Any) -> str | None:
 AuditFn = Callable[[dict[str, Any]], "asyncio.Future[Any] | Any"]
 
 
-def _abort_handler(code: grpc.StatusCode, details: str, kind: str) -> grpc.RpcMethodHandler:
+def _abort_handler(st: Any, kind: str) -> grpc.RpcMethodHandler:
+    """A handler that only answers ``st`` (a google.rpc.Status, details included)."""
+    from dream2flow.service import status as S
+
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(code, details)
+        await S.abort(context, st)
 
     async def stream_in(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(code, details)
+        await S.abort(context, st)
 
     async def stream_out(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(code, details)
+        await S.abort(context, st)
         yield  # pragma: no cover - makes this an async generator
 
     async def bidi(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(code, details)
+        await S.abort(context, st)
         yield  # pragma: no cover
 
     return {
@@ -234,10 +243,16 @@ def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return deserialize
 
 
+async def _abort_undecodable(context: grpc.aio.ServicerContext, item: _Undecodable) -> None:
+    from dream2flow.service import status as S
+
+    await S.abort(context, S.build("INVALID_ARGUMENT", item.why, reason="MALFORMED_REQUEST"))
+
+
 async def _checked(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
     async for item in request_iterator:
         if isinstance(item, _Undecodable):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.why)
+            await _abort_undecodable(context, item)
         yield item
 
 
@@ -252,37 +267,44 @@ def _kind(handler: grpc.RpcMethodHandler) -> str:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Bearer token → Principal → role check → the handler, wrapped to record one audit row
-    (who, role, rpc, task id, outcome code, peer) when the call ends."""
+    """Bearer token → Principal → role check → admission (``admission.Admission``: per-class
+    limits, the e-stop never counted) → the handler, wrapped to record one audit row (who, role,
+    rpc, task id, outcome code, peer) when the call ends. Public calls (grpc.health) skip the
+    token and the audit, not the admission."""
 
-    def __init__(self, tokens: TokenTable, audit: AuditFn, *, viewer_can_estop: bool = True) -> None:
+    def __init__(self, tokens: TokenTable, audit: AuditFn, *, viewer_can_estop: bool = True,
+                 admission: Any = None) -> None:
         self.tokens = tokens
         self.audit = audit
+        self.admission = admission
         self.roles = dict(METHOD_ROLES)
         if viewer_can_estop:
             self.roles[_ROBOT + "EmergencyStop"] = (OPERATOR, VIEWER)
 
     async def intercept_service(self, continuation: Callable[..., Any],
                                 handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        from dream2flow.service import status as S
+
         method = handler_call_details.method
-        if method.startswith(PUBLIC_PREFIXES):
-            return await continuation(handler_call_details)
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: let gRPC answer UNIMPLEMENTED
             return None
         kind = _kind(handler)
+        if method.startswith(PUBLIC_PREFIXES):
+            return self._wrap(handler, kind, None, method)
         token = bearer_token(handler_call_details.invocation_metadata)
         principal = self.tokens.lookup(token) if token else None
         if principal is None:
             why = "missing bearer token" if not token else "unknown bearer token"
             await self._audit(None, method, "", "UNAUTHENTICATED", why)
-            return _abort_handler(grpc.StatusCode.UNAUTHENTICATED,
-                                  f"{why}: send metadata 'authorization: Bearer <token>'", kind)
+            return _abort_handler(S.build("UNAUTHENTICATED", f"{why}: send metadata 'authorization: Bearer <token>'",
+                                          reason="TOKEN_MISSING" if not token else "TOKEN_UNKNOWN"), kind)
         allowed = self.roles.get(method, ())
         if principal.role not in allowed:
             await self._audit(principal, method, "", "PERMISSION_DENIED", f"role {principal.role}")
-            return _abort_handler(grpc.StatusCode.PERMISSION_DENIED,
-                                  f"role '{principal.role}' may not call {method.rsplit('/', 1)[-1]}", kind)
+            return _abort_handler(S.build("PERMISSION_DENIED",
+                                          f"role '{principal.role}' may not call {method.rsplit('/', 1)[-1]}",
+                                          reason="ROLE_NOT_ALLOWED"), kind)
         return self._wrap(handler, kind, principal, method)
 
     async def _audit(self, principal: Principal | None, method: str, task_id: str, code: str, detail: str,
@@ -298,9 +320,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         except Exception:  # the audit must never take the RPC down; it is logged loudly
             log.exception("could not write the audit row %s", row)
 
-    def _wrap(self, handler: grpc.RpcMethodHandler, kind: str, principal: Principal,
+    def _wrap(self, handler: grpc.RpcMethodHandler, kind: str, principal: Principal | None,
               method: str) -> grpc.RpcMethodHandler:
+        """``principal`` None: a public call (no audit row)."""
+        from dream2flow.errors import Dream2FlowError
+        from dream2flow.service import status as S
+
         interceptor = self
+        admission = self.admission
 
         def outcome(context: grpc.aio.ServicerContext, exc: BaseException | None) -> str:
             try:
@@ -324,8 +351,23 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 peer = ""
             return CallInfo(principal, peer=peer or "")
 
-        async def finish(info: CallInfo, context: grpc.aio.ServicerContext, exc: BaseException | None) -> None:
-            await interceptor._audit(principal, method, info.task_id, outcome(context, exc), info.detail, info.peer)
+        async def admit(info: CallInfo, context: grpc.aio.ServicerContext) -> Any:
+            """The admission ticket, or the call ends here with RESOURCE_EXHAUSTED + details."""
+            if admission is None:
+                return None
+            try:
+                return admission.enter(method, info.peer, principal.name if principal else None)
+            except Dream2FlowError as exc:
+                info.detail = exc.message
+                await S.abort(context, S.from_error(exc))
+
+        async def finish(info: CallInfo, context: grpc.aio.ServicerContext, exc: BaseException | None,
+                         ticket: Any) -> None:
+            if ticket is not None:
+                admission.leave(ticket)
+            if principal is not None:
+                await interceptor._audit(principal, method, info.task_id, outcome(context, exc), info.detail,
+                                         info.peer)
 
         if kind == "unary_unary":
             inner = handler.unary_unary
@@ -334,16 +376,18 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 info = start(context)
                 token = CURRENT_CALL.set(info)
                 exc: BaseException | None = None
+                ticket = None
                 try:
+                    ticket = await admit(info, context)
                     if isinstance(request, _Undecodable):
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.why)
+                        await _abort_undecodable(context, request)
                     return await inner(request, context)
                 except BaseException as e:
                     exc = e
                     raise
                 finally:
                     _reset(token)
-                    await finish(info, context, exc)
+                    await finish(info, context, exc, ticket)
 
             return grpc.unary_unary_rpc_method_handler(behavior, _lenient(handler.request_deserializer),
                                                        handler.response_serializer)
@@ -354,14 +398,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 info = start(context)
                 token = CURRENT_CALL.set(info)
                 exc: BaseException | None = None
+                ticket = None
                 try:
+                    ticket = await admit(info, context)
                     return await inner_su(_checked(request_iterator, context), context)
                 except BaseException as e:
                     exc = e
                     raise
                 finally:
                     _reset(token)
-                    await finish(info, context, exc)
+                    await finish(info, context, exc, ticket)
 
             return grpc.stream_unary_rpc_method_handler(behavior_su, _lenient(handler.request_deserializer),
                                                         handler.response_serializer)
@@ -372,9 +418,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 info = start(context)
                 token = CURRENT_CALL.set(info)
                 exc: BaseException | None = None
+                ticket = None
                 try:
+                    ticket = await admit(info, context)
                     if isinstance(request, _Undecodable):
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.why)
+                        await _abort_undecodable(context, request)
                     async for item in inner_us(request, context):
                         yield item
                 except BaseException as e:
@@ -382,9 +430,28 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 finally:
                     _reset(token)
-                    await finish(info, context, exc)
+                    await finish(info, context, exc, ticket)
 
-            return grpc.unary_stream_rpc_method_handler(behavior_us, _lenient(handler.request_deserializer),
+            async def behavior_us_writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+                """For streaming handlers that ``await context.write(...)`` (grpc.health's Watch)."""
+                info = start(context)
+                token = CURRENT_CALL.set(info)
+                exc: BaseException | None = None
+                ticket = None
+                try:
+                    ticket = await admit(info, context)
+                    if isinstance(request, _Undecodable):
+                        await _abort_undecodable(context, request)
+                    await inner_us(request, context)
+                except BaseException as e:
+                    exc = e
+                    raise
+                finally:
+                    _reset(token)
+                    await finish(info, context, exc, ticket)
+
+            chosen = behavior_us if inspect.isasyncgenfunction(inner_us) else behavior_us_writer
+            return grpc.unary_stream_rpc_method_handler(chosen, _lenient(handler.request_deserializer),
                                                         handler.response_serializer)
         inner_ss = handler.stream_stream
 
@@ -392,7 +459,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             info = start(context)
             token = CURRENT_CALL.set(info)
             exc: BaseException | None = None
+            ticket = None
             try:
+                ticket = await admit(info, context)
                 async for item in inner_ss(_checked(request_iterator, context), context):
                     yield item
             except BaseException as e:
@@ -400,7 +469,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 raise
             finally:
                 _reset(token)
-                await finish(info, context, exc)
+                await finish(info, context, exc, ticket)
 
         return grpc.stream_stream_rpc_method_handler(behavior_ss, _lenient(handler.request_deserializer),
                                                      handler.response_serializer)

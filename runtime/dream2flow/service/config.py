@@ -24,7 +24,11 @@ class ServerSection:
     data_dir: str = "./d2f-data"
     insecure: bool = False  # plaintext (no TLS): only by the explicit --insecure flag or this key
     allow_insecure_non_loopback: bool = False  # plaintext on a non-loopback address sends tokens in the clear
-    max_concurrent_rpcs: int = 64  # beyond this gRPC answers RESOURCE_EXHAUSTED
+    # Calls in progress at once, not counting the priority path (EmergencyStop, Reset: never
+    # limited; GetRobotState, grpc.health Check: max_priority_rpcs) nor long-lived streams (the
+    # stream limits in [limits]). Beyond it: RESOURCE_EXHAUSTED, reason RPC_LIMIT, RetryInfo.
+    max_concurrent_rpcs: int = 64
+    max_priority_rpcs: int = 32  # GetRobotState + health Check in progress at once
     max_message_bytes: int = 8 * MiB  # per gRPC message, both directions
     grace_s: float = 5.0  # shutdown grace for in-flight RPCs
     reflection: bool = True
@@ -55,7 +59,12 @@ class RobotSection:
 
 @dataclass
 class VideoSourcesSection:
-    url_allowed_hosts: list[str] = field(default_factory=list)  # empty → any host
+    url_allowed_hosts: list[str] = field(default_factory=list)  # empty → any host (every redirect hop checked)
+    # Non-public addresses (loopback, link-local, private, …) a fetch may connect to, as CIDRs
+    # (e.g. "10.1.2.0/24" for a LAN video server); empty → public addresses only. Checked on the
+    # resolved address of every hop, and the connection goes to that checked address.
+    url_allowed_networks: list[str] = field(default_factory=list)
+    max_redirects: int = 5
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
     download_deadline_s: float = 300.0  # a whole download, retries included
@@ -92,7 +101,13 @@ class LimitsSection:
     max_url_chars: int = 2048
     max_num_points: int = 2048
     max_queued_tasks: int = 8
-    max_watchers: int = 64
+    max_watchers: int = 64  # WatchTask streams open at once (all callers)
+    max_streams_per_token: int = 32  # long-lived streams (watch, reflection) of one token
+    max_streams_per_peer: int = 64  # long-lived streams from one IP address, authenticated or not
+    max_unauthenticated_streams: int = 16  # grpc.health Watch streams (no token) at once
+    watch_heartbeat_s: float = 10.0  # a WatchTask stream with no event sends a heartbeat this often
+    upload_idle_timeout_s: float = 30.0  # an upload stream silent this long is ended (resumable)
+    max_artifact_chunk_bytes: int = 1 * MiB  # GetArtifact chunk size (callers may ask for less)
     max_list_page_size: int = 100
     observation_timeout_s: float = 10.0
 
@@ -212,8 +227,11 @@ def validate(cfg: ServiceConfig, where: str) -> None:
             raise InvalidInput(f"{where} [limits]: '{f.name}' must be positive")
     if lim.max_chunk_bytes + 1024 > cfg.server.max_message_bytes:
         raise InvalidInput(f"{where}: [limits] max_chunk_bytes must be below [server] max_message_bytes")
-    if cfg.server.max_concurrent_rpcs <= 0:
-        raise InvalidInput(f"{where} [server]: 'max_concurrent_rpcs' must be positive")
+    if lim.max_artifact_chunk_bytes + 1024 > cfg.server.max_message_bytes:
+        raise InvalidInput(f"{where}: [limits] max_artifact_chunk_bytes must be below [server] max_message_bytes")
+    for key in ("max_concurrent_rpcs", "max_priority_rpcs"):
+        if getattr(cfg.server, key) <= 0:
+            raise InvalidInput(f"{where} [server]: '{key}' must be positive")
     if cfg.robot.rate_hz <= 0:
         raise InvalidInput(f"{where} [robot]: 'rate_hz' must be positive")
     cam = camera_config(cfg, where)
@@ -227,6 +245,14 @@ def validate(cfg: ServiceConfig, where: str) -> None:
     if cfg.robot.hw_dir and not cfg.path(cfg.robot.hw_dir).is_dir():
         raise InvalidInput(f"{where} [robot]: 'hw_dir' folder not found: {cfg.path(cfg.robot.hw_dir)}")
     vs = cfg.video_sources
+    for net in vs.url_allowed_networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise InvalidInput(f"{where} [video_sources]: url_allowed_networks entry {net!r} is not a CIDR "
+                               "network (e.g. \"10.0.0.0/8\", \"127.0.0.1/32\")") from None
+    if not 0 <= vs.max_redirects <= 20:
+        raise InvalidInput(f"{where} [video_sources]: 'max_redirects' must be 0..20")
     if vs.retries < 0 or vs.backoff_s < 0:
         raise InvalidInput(f"{where} [video_sources]: 'retries' and 'backoff_s' must be >= 0")
     for key in ("connect_timeout_s", "read_timeout_s", "download_deadline_s", "generator_poll_interval_s",

@@ -33,6 +33,7 @@ class GuardedBackend:
         self.lock = lock or threading.RLock()
         self.realtime = realtime and bool(getattr(inner, "simulated", False))
         self.commands_sent = 0
+        self.last_command_monotonic_s = 0.0  # when the last joint command went to the backend
         self._deadline: float | None = None
 
     @property
@@ -66,6 +67,7 @@ class GuardedBackend:
             self._gate()
             self.inner.command_joint_positions(q)
             self.commands_sent += 1
+            self.last_command_monotonic_s = time.monotonic()
 
     def gripper(self, width_m: float | None = None, grasp: bool = False) -> None:
         self._gate()
@@ -99,6 +101,24 @@ class GuardedBackend:
         # by the RobotBackend contract).
         self.inner.stop()
 
+    def settle(self, rate_hz: float, max_s: float = 2.0, tol_rad_s: float = 1e-3) -> float:
+        """Simulated arms only: step the physics (holding the current target; no command is sent)
+        until every joint is still or ``max_s`` of simulated time passed → seconds stepped. A real
+        arm's controller keeps holding by itself; a simulation stands still between tasks unless
+        stepped, and would keep reporting its last velocity."""
+        if not self.simulated or not hasattr(self.inner, "step"):
+            return 0.0
+        dt = 1.0 / rate_hz
+        t = 0.0
+        with self.lock:
+            while t < max_s:
+                dq = np.asarray(self.inner.state().dq, dtype=np.float64)
+                if dq.size == 0 or float(np.max(np.abs(dq))) < tol_rad_s:
+                    break
+                self.inner.step(dt)
+                t += dt
+        return t
+
     def close(self) -> None:
         with self.lock:
             self.inner.close()
@@ -111,6 +131,7 @@ class Devices:
                  backend_factory: Callable[[str, Any], Any] | None = None) -> None:
         self.cfg = cfg
         self.estop = threading.Event()
+        self.estop_monotonic_s = 0.0  # when the e-stop flag was last set (time.monotonic)
         self.sim_lock = threading.RLock()
         self._camera = camera
         self._cam_exec = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="d2f-camera")
@@ -187,6 +208,53 @@ class Devices:
             return make_backend(name, record_calls=False)  # a long-running server must not keep every call
         return make_backend(name)
 
+    # -- simulation ---------------------------------------------------------------------------
+    def _sim_env(self) -> Any:
+        return getattr(self._camera, "env", None)
+
+    def reset_scene(self) -> bool:
+        """A simulated scene goes back to its seeded start (objects, and the arm of the mujoco
+        backend that lives in it) so that every task starts alike → whether it was reset."""
+        env = self._sim_env()
+        if env is None or not hasattr(env, "reset"):
+            return False
+
+        def reset() -> None:
+            with self.sim_lock:
+                env.reset()
+
+        self._on_camera_thread(reset, 60.0)  # the env's renderer belongs to the camera thread
+        return True
+
+    def settle(self) -> None:
+        """Every simulated backend comes to rest (``GuardedBackend.settle``)."""
+        for b in self.existing_backends():
+            b.settle(float(self.cfg.robot.rate_hz))
+
+    def success_check(self, backend_name: str, rate_hz: float, settle_s: float = 1.0) -> dict[str, Any] | None:
+        """The simulated task's success check after ``settle_s`` of physics (a released piece
+        falls) when ``backend_name`` moves that simulated scene (mujoco); None when nothing here can
+        judge the outcome (a real arm, or a backend that does not act on the scene)."""
+        env = self._sim_env()
+        if env is None or backend_name != "mujoco" or not hasattr(env, "success"):
+            return None
+        b = self.backend(backend_name)
+        with b.lock:
+            for _ in range(int(round(settle_s * rate_hz))):
+                b.inner.step(1.0 / rate_hz)
+            res = env.success()
+        return {"success": bool(res.success), "value": float(res.value), "reason": str(res.reason),
+                "checker": f"sim:{getattr(env, 'task', '?')} success check"}
+
+    def trip_estop(self) -> None:
+        """Set the e-stop flag (the gate refuses every motion command from now on); the time of
+        the first trip is kept until Reset clears the flag."""
+        t = time.monotonic()
+        first = not self.estop.is_set()
+        self.estop.set()
+        if first:
+            self.estop_monotonic_s = t
+
     def existing_backends(self) -> list[GuardedBackend]:
         with self._backends_lock:
             return list(self._backends.values())
@@ -220,3 +288,8 @@ class Devices:
 
 class CameraBusy(NotReady):
     grpc_code = "UNAVAILABLE"
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        kw.setdefault("reason", "CAMERA_BUSY")
+        kw.setdefault("retry_after_s", 1.0)
+        super().__init__(message, **kw)

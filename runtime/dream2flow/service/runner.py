@@ -7,10 +7,15 @@ must not share a thread with the network. Motion modes:
 - READY: queued tasks run.
 - ESTOPPED (``estop``): the backend holds position, the running task's cancel event is set,
   every queued task is CANCELLED, motion commands are refused by the ``GuardedBackend``
-  gate; only ``reset`` leaves it.
+  gate; only ``reset`` leaves it. Dry runs (no motion) still run, and say so.
 - HELD: the server restarted and found queued tasks. They stay QUEUED (nothing lost) but do
   not start by themselves: an operator's ``reset`` releases them (no motion resumes
-  without a person deciding so).
+  without a person deciding so). Dry runs run; a task that waits gets an event saying why.
+
+Simulation: each task starts from the seeded scene (``Devices.reset_scene``), a simulated arm
+is let come to rest after every task (its state then reports zero velocity, as a real arm's
+does after a stop), and a task that ran on the simulated scene gets the scene's own success
+check as its ``outcome`` (ACHIEVED / NOT_ACHIEVED); anything else is NOT_CHECKED.
 """
 
 from __future__ import annotations
@@ -48,6 +53,14 @@ class Running:
     task_id: str
     cancel: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = ""
+    stage: str = ""  # the stage running now
+    cancel_stage: str = ""  # the stage that was running when the cancel / e-stop arrived
+
+    def request_cancel(self, reason: str) -> None:
+        if not self.cancel.is_set():
+            self.cancel_stage = self.stage
+        self.cancel_reason = self.cancel_reason or reason
+        self.cancel.set()
 
 
 class TaskRunner:
@@ -65,6 +78,7 @@ class TaskRunner:
         self.notify = notify
         self.on_mode = on_mode
         self._pipeline = pipeline
+        self.resolver: Callable[[str, int], list[str]] | None = None  # tests: DNS answers for fetches
         from dream2flow.perception.factory import load_perception
         from dream2flow.service.config import perception_spec
 
@@ -98,8 +112,7 @@ class TaskRunner:
             self._stopping = True
             cur = self.current
             if cur is not None:
-                cur.cancel_reason = cur.cancel_reason or reason
-                cur.cancel.set()
+                cur.request_cancel(reason)
             self._wake.notify_all()
         if cur is not None:
             self.devices.stop_all()
@@ -114,8 +127,7 @@ class TaskRunner:
                 cur = self.current
                 running = cur is not None and cur.task_id == task_id
                 if running:
-                    cur.cancel_reason = cur.cancel_reason or reason
-                    cur.cancel.set()
+                    cur.request_cancel(reason)
             if running:
                 self.devices.stop_all()
                 self.store.update_task(task_id, cancel_requested=True)
@@ -133,19 +145,20 @@ class TaskRunner:
             if task["state"] == "CANCELLED":
                 return task
             if task["state"] != "RUNNING":
-                raise TaskFinished(f"task {task_id} already finished ({task['state']})")
+                raise TaskFinished(f"task {task_id} already finished ({task['state']})", reason="TASK_FINISHED")
             time.sleep(0.02)
-        raise NotReady(f"task {task_id} could not be cancelled right now; retry")
+        raise NotReady(f"task {task_id} could not be cancelled right now; retry", reason="STILL_STOPPING",
+                       retry_after_s=0.2)
 
     def estop(self, reason: str) -> tuple[str, int]:
         """Emergency stop → (the stopped task id or "", number of queued tasks cancelled)."""
-        self.devices.estop.set()  # first: from now on the gate refuses every motion command
+        self.devices.trip_estop()  # first: from now on the gate refuses every motion command
         with self._lock:
             self.mode, self.mode_reason = ESTOPPED, reason
             cur = self.current
             if cur is not None:
-                cur.cancel_reason = f"emergency stop: {reason}"
-                cur.cancel.set()
+                cur.cancel_reason = ""
+                cur.request_cancel(f"emergency stop: {reason}")
         self.devices.stop_all()
         self.on_mode(ESTOPPED, reason)
         cancelled = 0
@@ -164,11 +177,25 @@ class TaskRunner:
     def reset(self) -> None:
         with self._wake:
             if self.current is not None and self.current.cancel.is_set():
-                raise NotReady(f"task {self.current.task_id} is still stopping; retry Reset in a moment")
+                raise NotReady(f"task {self.current.task_id} is still stopping; retry Reset in a moment",
+                               reason="STILL_STOPPING", retry_after_s=0.2)
             self.mode, self.mode_reason = READY, ""
             self.devices.estop.clear()
             self._wake.notify_all()
         self.on_mode(READY, "")
+
+    def note_waiting(self, task_id: str, dry_run: bool) -> None:
+        """A task submitted while not READY: an event saying what happens to it (never silent)."""
+        with self._lock:
+            mode, why = self.mode, self.mode_reason
+        if mode == READY:
+            return
+        what = "the emergency stop is active" if mode == ESTOPPED else "queued tasks are held after a restart"
+        if dry_run:
+            msg = f"{what}: this dry run runs anyway (it sends no motion)"
+        else:
+            msg = f"waiting: {what} ({why}); it starts after an operator's Reset"
+        self._event(task_id, "PROGRESS", message=msg)
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -182,13 +209,12 @@ class TaskRunner:
                 if self._stopping:
                     return
                 task = None
-                if self.mode == READY:
-                    try:
-                        task = self.store.claim_next()
-                    except Exception:
-                        log.exception("could not claim the next task")
-                    if task is not None:
-                        self.current = Running(task["task_id"])
+                try:  # not READY: only dry runs (no motion) may start
+                    task = self.store.claim_next(dry_run_only=self.mode != READY)
+                except Exception:
+                    log.exception("could not claim the next task")
+                if task is not None:
+                    self.current = Running(task["task_id"])
                 if task is None:
                     self._wake.wait(timeout=1.0)  # re-polls the store: robust to a lost wake-up
                     continue
@@ -200,6 +226,7 @@ class TaskRunner:
             except Exception:  # the runner thread must survive anything
                 log.exception("task %s: runner error", cur.task_id)
             finally:
+                self._settle()  # (normally done before the task was reported finished)
                 with self._lock:
                     self.current = None
 
@@ -220,11 +247,13 @@ class TaskRunner:
         req = task["request"]
         tdir = self.store.task_dir(tid)
         tdir.mkdir(parents=True, exist_ok=True)
-        ctx = _TaskContext(self, tid, tdir)
+        ctx = _TaskContext(self, tid, tdir, cur)
         outcome = None
         try:
             if cur.cancel.is_set():
                 raise ExecutionFailed("cancelled before it started", stage="observe")
+            if self.devices.reset_scene():
+                ctx.metrics({"sim_scene_reset": 1.0})
             rgbd = ctx.stage("observe", lambda: self._observe(ctx))
             paths = ctx.stage("fetch", lambda: self._fetch(ctx, req, rgbd, cur.cancel))
             video, video_depth = ctx.stage("decode", lambda: self._decode(ctx, req, paths, rgbd))
@@ -246,7 +275,7 @@ class TaskRunner:
                                 q0=q0, thumb_px=paths.get("thumb_px"), dry_run=bool(opts.get("dry_run")),
                                 rate_hz=float(self.cfg.robot.rate_hz))
             if cur.cancel.is_set():
-                raise ExecutionFailed("cancelled", stage="flow")
+                raise ExecutionFailed("cancelled", stage="decode")
             ctx.current_stage = "flow"
             outcome = self.pipeline()(inputs, backend, out_dir=tdir, progress=ctx.progress, cancel=cur.cancel,
                                       on_tick=ctx.on_tick)
@@ -338,7 +367,9 @@ class TaskRunner:
         vsc = self.cfg.video_sources
         return FetchPolicy(connect_timeout_s=vsc.connect_timeout_s, read_timeout_s=vsc.read_timeout_s,
                            deadline_s=vsc.download_deadline_s, retries=vsc.retries, backoff_s=vsc.backoff_s,
-                           max_bytes=max_bytes, allowed_hosts=tuple(vsc.url_allowed_hosts))
+                           max_bytes=max_bytes, allowed_hosts=tuple(vsc.url_allowed_hosts),
+                           allowed_networks=tuple(vsc.url_allowed_networks), max_redirects=vsc.max_redirects,
+                           resolver=self.resolver)
 
     def _decode(self, ctx: "_TaskContext", req: dict[str, Any], paths: dict[str, Any], rgbd: Any) -> tuple[Any, Any]:
         from dream2flow.video.decode import load_video
@@ -367,19 +398,32 @@ class TaskRunner:
         return video, depth
 
     # -- outcome ----------------------------------------------------------------------------
+    def _settle(self) -> None:
+        """Before a task is reported finished: a simulated arm has come to rest (so the state a
+        client reads right after the task ended shows it still)."""
+        try:
+            self.devices.settle()
+        except Exception:
+            log.exception("settling the simulated arm failed")
+
     def _fail(self, tid: str, cur: Running, stage: str, kind: str, code: str, message: str,
               ctx: "_TaskContext") -> None:
+        self._settle()
         if cur.cancel.is_set():
             reason = cur.cancel_reason or "cancelled"
+            stage = cur.cancel_stage or stage  # the stage that was stopped, not the one that noticed
             self._event(tid, "ERROR", stage=stage, message=f"stopped: {reason}", error_code="CANCELLED")
             self._finish(tid, "CANCELLED", reason, failed_stage=stage, error_code="CANCELLED", error_kind="ExecutionFailed",
-                         error_message=reason, artifacts=ctx.artifacts, metrics=ctx.all_metrics)
+                         error_message=reason, artifacts=ctx.artifacts, metrics=ctx.all_metrics,
+                         outcome=_not_checked(f"the task was cancelled in {stage or 'its first stage'}"))
             return
         self._event(tid, "ERROR", stage=stage, message=message, error_code=code)
         self._finish(tid, "FAILED", f"{stage or 'task'} failed: {message}", failed_stage=stage, error_code=code,
-                     error_kind=kind, error_message=message, artifacts=ctx.artifacts, metrics=ctx.all_metrics)
+                     error_kind=kind, error_message=message, artifacts=ctx.artifacts, metrics=ctx.all_metrics,
+                     outcome=_not_checked(f"the task failed in {stage or 'its first stage'}"))
 
     def _record(self, tid: str, cur: Running, outcome: Any, ctx: "_TaskContext") -> None:
+        self._settle()
         t0 = time.perf_counter()
         for name, path in (getattr(outcome, "artifacts", None) or {}).items():
             p = Path(path)
@@ -403,12 +447,37 @@ class TaskRunner:
         ctx.artifact("outcome", "outcome.json")
         ctx.all_metrics["record_s"] = time.perf_counter() - t0
         if outcome.ok:
-            self._finish(tid, "SUCCEEDED", "done", artifacts=ctx.artifacts, metrics=ctx.all_metrics)
+            check = self._outcome_check(ctx)
+            summary["outcome_check"] = check
+            (ctx.tdir / "outcome.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+            self._finish(tid, "SUCCEEDED", "done" if check["verdict"] == "NOT_CHECKED"
+                         else f"done; outcome check: {check['verdict'].lower().replace('_', ' ')}",
+                         artifacts=ctx.artifacts, metrics=ctx.all_metrics, outcome=check)
             return
         stage = outcome.failed_stage or ""
         kind = getattr(outcome, "error_kind", None) or _STAGE_KIND.get(stage, "Dream2FlowError")
         code = getattr(outcome, "error_code", None) or _KIND_CODE.get(kind, "ABORTED")
         self._fail(tid, cur, stage, kind, code, outcome.error or "failed", ctx)
+
+
+    def _outcome_check(self, ctx: "_TaskContext") -> dict[str, Any]:
+        """The scene's success check where the backend moved the simulated scene; else NOT_CHECKED."""
+        req = self.store.get_task(ctx.task_id)["request"]
+        opts = req.get("options", {})
+        if opts.get("dry_run"):
+            return _not_checked("dry run: nothing moved")
+        backend = opts.get("backend") or self.cfg.robot.backend
+        res = self.devices.success_check(backend, float(self.cfg.robot.rate_hz))
+        if res is None:
+            return _not_checked(f"backend {backend} cannot judge the outcome (no success check for it; "
+                                "SUCCEEDED means the pipeline finished)")
+        ctx.metrics({"outcome_value": float(res["value"]), "outcome_achieved": 1.0 if res["success"] else 0.0})
+        return {"verdict": "ACHIEVED" if res["success"] else "NOT_ACHIEVED", "checker": res["checker"],
+                "detail": res["reason"], "value": float(res["value"])}
+
+
+def _not_checked(why: str) -> dict[str, Any]:
+    return {"verdict": "NOT_CHECKED", "checker": "", "detail": why, "value": 0.0}
 
 
 class TaskFinished(Dream2FlowError):
@@ -419,16 +488,25 @@ class TaskFinished(Dream2FlowError):
 class _TaskContext:
     """Per-task helpers: stage timing/events, throttled progress, artifacts, metrics."""
 
-    def __init__(self, runner: TaskRunner, task_id: str, tdir: Path) -> None:
+    def __init__(self, runner: TaskRunner, task_id: str, tdir: Path, running: Running | None = None) -> None:
         self.runner = runner
         self.task_id = task_id
         self.tdir = tdir
-        self.current_stage = ""
+        self.running = running or Running(task_id)
+        self._phase = ""
         self.artifacts: dict[str, str] = {}
         self.all_metrics: dict[str, float] = {}
         self._last_progress = 0.0
         self._plan_duration_s: float | None = None
         self._ticks = 0
+
+    @property
+    def current_stage(self) -> str:
+        return self.running.stage
+
+    @current_stage.setter
+    def current_stage(self, stage: str) -> None:
+        self.running.stage = stage
 
     def rel(self, name: str) -> str:
         return str((self.tdir / name).relative_to(self.runner.store.data_dir))
@@ -454,20 +532,27 @@ class _TaskContext:
         return out
 
     def progress(self, stage: str, fraction: float, metrics: dict[str, Any]) -> None:
-        """The pipeline's progress callback: stage start/finish always, others throttled."""
-        nums = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if fraction <= 0.0:
+        """The pipeline's progress callback: stage start/finish always; a new ``phase`` (a
+        string in ``metrics``: the perception role or solver phase inside flow / plan) always,
+        as the event's message; other progress throttled."""
+        metrics = metrics or {}
+        nums = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        phase = str(metrics.get("phase", "")) if isinstance(metrics.get("phase"), str) else ""
+        if fraction <= 0.0 and not phase:
             self.current_stage = stage
+            self._phase = ""
             self.runner._event(self.task_id, "STAGE_STARTED", stage=stage, metrics=nums)
             if stage == "execute":
                 self._load_plan_duration()
-        elif fraction >= 1.0:
+        elif fraction >= 1.0 and not phase:
             self.runner._event(self.task_id, "STAGE_FINISHED", stage=stage, progress=1.0, metrics=nums)
         else:
             now = time.monotonic()
-            if now - self._last_progress >= 0.25:
+            if (phase and phase != self._phase) or now - self._last_progress >= 0.25:
+                self._phase = phase or self._phase
                 self._last_progress = now
-                self.runner._event(self.task_id, "PROGRESS", stage=stage, progress=float(fraction), metrics=nums)
+                self.runner._event(self.task_id, "PROGRESS", stage=stage, progress=min(0.99, max(0.0, float(fraction))),
+                                   message=phase, metrics=nums)
 
     def bytes_progress(self, stage: str) -> Callable[[int, int | None], None]:
         def cb(n: int, total: int | None) -> None:

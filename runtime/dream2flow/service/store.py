@@ -7,10 +7,14 @@ append-only (triggers refuse UPDATE/DELETE).
 
 Layout of the data directory::
 
-    dream2flow.sqlite (+ -wal, -shm)   tasks, transitions, events, audit, uploads
+    dream2flow.sqlite (+ -wal, -shm)   tasks, transitions, events, audit, uploads, upload_parts
     server.lock                        held (flock) by the one server using this directory
-    uploads/<upload_id>.bin            finished uploads (.part while arriving)
+    uploads/<upload_id>.bin            finished uploads
+    uploads/part-<sha256>-<purpose>.part   an upload still arriving (resumable; row in upload_parts)
     tasks/<task_id>/                   inputs and artifacts of one task
+
+Schema 2 (from 1 by ``_migrate``): ``tasks.outcome_json`` (the outcome check),
+``uploads.last_used_s`` (a task naming an upload keeps it), table ``upload_parts``.
 
 States: QUEUED → RUNNING → SUCCEEDED | FAILED | CANCELLED | INTERRUPTED, and QUEUED → CANCELLED.
 After a restart ``recover()`` turns RUNNING into INTERRUPTED (never resumed); QUEUED stay QUEUED.
@@ -30,7 +34,7 @@ from typing import Any, Iterable
 
 from dream2flow.errors import Dream2FlowError, InvalidInput, NotReady, ResourceExhausted
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED")
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED"})
 _ALLOWED = {
@@ -44,11 +48,22 @@ class NotFound(InvalidInput):
 
     grpc_code = "NOT_FOUND"
 
+    def __init__(self, message: str, **kw: Any) -> None:
+        low = message.lower()
+        kw.setdefault("reason", "UPLOAD_NOT_FOUND" if "upload" in low else "ARTIFACT_NOT_FOUND" if "artifact" in low
+                      else "TASK_NOT_FOUND")
+        super().__init__(message, **kw)
+
 
 class AlreadyExists(InvalidInput):
     """An idempotency key reused for a different request."""
 
     grpc_code = "ALREADY_EXISTS"
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        kw.setdefault("reason", "IDEMPOTENCY_KEY_REUSED")
+        kw.setdefault("field", "idempotency_key")
+        super().__init__(message, **kw)
 
 
 class StaleState(Dream2FlowError):
@@ -78,7 +93,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     artifacts_json TEXT NOT NULL DEFAULT '{}',
     metrics_json TEXT NOT NULL DEFAULT '{}',
-    last_sequence INTEGER NOT NULL DEFAULT 0
+    last_sequence INTEGER NOT NULL DEFAULT 0,
+    outcome_json TEXT NOT NULL DEFAULT '{}'
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency ON tasks (submitted_by, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -126,7 +142,20 @@ CREATE TABLE IF NOT EXISTS uploads (
     size_bytes INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     filename TEXT NOT NULL DEFAULT '',
-    info_json TEXT NOT NULL DEFAULT '{}'
+    info_json TEXT NOT NULL DEFAULT '{}',
+    last_used_s REAL
+);
+CREATE INDEX IF NOT EXISTS uploads_sha ON uploads (sha256, purpose);
+CREATE TABLE IF NOT EXISTS upload_parts (
+    sha256 TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    container TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    filename TEXT NOT NULL DEFAULT '',
+    created_s REAL NOT NULL,
+    updated_s REAL NOT NULL,
+    PRIMARY KEY (sha256, purpose)
 );
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
@@ -144,7 +173,8 @@ CREATE TRIGGER IF NOT EXISTS transitions_no_delete BEFORE DELETE ON transitions
 
 _TASK_COLUMNS = ("seq", "task_id", "state", "created_s", "started_s", "finished_s", "submitted_by",
                  "idempotency_key", "request_hash", "request_json", "failed_stage", "error_code", "error_kind",
-                 "error_message", "cancel_requested", "artifacts_json", "metrics_json", "last_sequence")
+                 "error_message", "cancel_requested", "artifacts_json", "metrics_json", "last_sequence",
+                 "outcome_json")
 
 
 def new_id(prefix: str) -> str:
@@ -165,7 +195,15 @@ def _task_dict(row: sqlite3.Row) -> dict[str, Any]:
     d["request"] = json.loads(d.pop("request_json"))
     d["artifacts"] = json.loads(d.pop("artifacts_json"))
     d["metrics"] = json.loads(d.pop("metrics_json"))
+    d["outcome"] = json.loads(d.pop("outcome_json") or "{}")
     d["cancel_requested"] = bool(d["cancel_requested"])
+    return d
+
+
+def _upload_dict(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    d["info"] = json.loads(d.pop("info_json"))
+    d["last_used_s"] = d.get("last_used_s") or d["created_s"]
     return d
 
 
@@ -190,12 +228,32 @@ class Store:
             raise NotReady(f"{self.db_path}: SQLite refused WAL mode (got {mode}); is the data directory on NFS?")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        row = self._db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        version = None
+        if row is not None:
+            v = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(v[0]) if v is not None else None
+        if version is not None and version > SCHEMA_VERSION:
+            raise NotReady(f"{self.db_path}: schema version {version}, this server knows {SCHEMA_VERSION}")
+        if version is not None and version < SCHEMA_VERSION:
+            self._migrate(version)
         self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
+        if version is None:
             self._db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise NotReady(f"{self.db_path}: schema version {row[0]}, this server knows {SCHEMA_VERSION}")
+
+    def _migrate(self, version: int) -> None:
+        """Older schema → this one, in one transaction (columns added, nothing dropped)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if version < 2:
+                    self._db.execute("ALTER TABLE tasks ADD COLUMN outcome_json TEXT NOT NULL DEFAULT '{}'")
+                    self._db.execute("ALTER TABLE uploads ADD COLUMN last_used_s REAL")
+                self._db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     # -- plumbing ---------------------------------------------------------------------------
     def _take_dir_lock(self) -> None:
@@ -272,7 +330,8 @@ class Store:
                     return _task_dict(row), True
             queued = db.execute("SELECT COUNT(*) FROM tasks WHERE state='QUEUED'").fetchone()[0]
             if queued >= max_queued:
-                raise ResourceExhausted(f"the task queue is full ({queued} queued, limit {max_queued}); retry later")
+                raise ResourceExhausted(f"the task queue is full ({queued} queued, limit {max_queued}); retry later",
+                                        reason="QUEUE_FULL", quota=("task queue", f"at most {max_queued} queued tasks"))
             db.execute(
                 "INSERT INTO tasks (task_id, state, created_s, submitted_by, idempotency_key, request_hash, request_json)"
                 " VALUES (?, 'QUEUED', ?, ?, ?, ?, ?)",
@@ -333,6 +392,8 @@ class Store:
                     sets[f"{k}_json"] = json.dumps(merged, sort_keys=True)
                 elif k in ("failed_stage", "error_code", "error_kind", "error_message"):
                     sets[k] = None if v is None else str(v)[:2000]
+                elif k == "outcome":
+                    sets["outcome_json"] = json.dumps(v or {}, sort_keys=True)
                 else:
                     raise ValueError(f"unknown task field {k}")
             db.execute(f"UPDATE tasks SET {', '.join(f'{k}=?' for k in sets)} WHERE task_id=?",
@@ -359,13 +420,17 @@ class Store:
             if cancel_requested is not None:
                 db.execute("UPDATE tasks SET cancel_requested=? WHERE task_id=?", (int(cancel_requested), task_id))
 
-    def claim_next(self) -> dict[str, Any] | None:
-        """The oldest QUEUED task, moved to RUNNING in the same transaction (None if none)."""
+    def claim_next(self, *, dry_run_only: bool = False) -> dict[str, Any] | None:
+        """The oldest QUEUED task (only dry runs with ``dry_run_only``: they send no motion, so
+        they may run during an e-stop or a hold), moved to RUNNING in the same transaction."""
         with self._lock:
-            row = self._db.execute("SELECT task_id FROM tasks WHERE state='QUEUED' ORDER BY seq LIMIT 1").fetchone()
-            if row is None:
-                return None
-            return self.transition(row["task_id"], "RUNNING", "started", expect_from=("QUEUED",))
+            rows = self._db.execute("SELECT task_id, request_json FROM tasks WHERE state='QUEUED' ORDER BY seq"
+                                    ).fetchall()
+            for row in rows:
+                if dry_run_only and not json.loads(row["request_json"]).get("options", {}).get("dry_run"):
+                    continue
+                return self.transition(row["task_id"], "RUNNING", "started", expect_from=("QUEUED",))
+            return None
 
     def get_task(self, task_id: str) -> dict[str, Any]:
         _check_id("task", task_id)
@@ -467,36 +532,122 @@ class Store:
         rows = self._query("SELECT * FROM uploads WHERE upload_id=?", (upload_id,))
         if not rows or not self.upload_path(upload_id).is_file():
             raise NotFound(f"unknown upload id {upload_id!r} (never uploaded, or expired)")
-        d = dict(rows[0])
-        d["info"] = json.loads(d.pop("info_json"))
-        return d
+        return _upload_dict(rows[0])
+
+    def find_upload(self, sha256: str, purpose: str) -> dict[str, Any] | None:
+        """The finished upload of this content and purpose (None if none)."""
+        for row in self._query("SELECT * FROM uploads WHERE sha256=? AND purpose=? ORDER BY created_s", (sha256, purpose)):
+            if self.upload_path(row["upload_id"]).is_file():
+                return _upload_dict(row)
+        return None
+
+    def touch_upload(self, upload_id: str) -> None:
+        """A task used it: its expiry clock starts again."""
+        with self._tx() as db:
+            db.execute("UPDATE uploads SET last_used_s=? WHERE upload_id=?", (time.time(), upload_id))
+
+    def list_uploads(self, *, limit: int = 100, before_created: float | None = None) -> list[dict[str, Any]]:
+        """Finished uploads, newest first."""
+        sql = "SELECT * FROM uploads" + (" WHERE created_s < ?" if before_created is not None else "") + \
+            " ORDER BY created_s DESC LIMIT ?"
+        args = ((before_created,) if before_created is not None else ()) + (int(limit),)
+        return [_upload_dict(r) for r in self._query(sql, args)]
+
+    def delete_upload(self, upload_id: str) -> dict[str, Any]:
+        """Remove a finished upload (tasks that used it keep their own links) → its record."""
+        rec = self.get_upload(upload_id)
+        with self._tx() as db:
+            db.execute("DELETE FROM uploads WHERE upload_id=?", (upload_id,))
+        self.upload_path(upload_id).unlink(missing_ok=True)
+        return rec
 
     def uploads_total_bytes(self) -> int:
-        return int(self._query("SELECT COALESCE(SUM(size_bytes), 0) FROM uploads")[0][0])
+        done = int(self._query("SELECT COALESCE(SUM(size_bytes), 0) FROM uploads")[0][0])
+        parts = int(self._query("SELECT COALESCE(SUM(size_bytes), 0) FROM upload_parts")[0][0])
+        return done + parts
+
+    # -- partial (resumable) uploads ---------------------------------------------------------
+    def part_path(self, sha256: str, purpose: str) -> Path:
+        if not re.match(r"^[0-9a-f]{64}$", sha256) or purpose not in ("VIDEO", "VIDEO_DEPTH"):
+            raise InvalidInput("an upload part needs a 64-hex sha256 and purpose VIDEO or VIDEO_DEPTH")
+        return self.data_dir / "uploads" / f"part-{sha256}-{purpose}.part"
+
+    def get_part(self, sha256: str, purpose: str) -> dict[str, Any] | None:
+        """The partial upload of this content (with ``received_bytes`` from its file), or None."""
+        rows = self._query("SELECT * FROM upload_parts WHERE sha256=? AND purpose=?", (sha256, purpose))
+        if not rows:
+            return None
+        d = dict(rows[0])
+        try:
+            d["received_bytes"] = self.part_path(sha256, purpose).stat().st_size
+        except OSError:
+            d["received_bytes"] = 0
+        return d
+
+    def put_part(self, *, sha256: str, purpose: str, size_bytes: int, container: str, owner: str,
+                 filename: str) -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.execute("INSERT INTO upload_parts (sha256, purpose, size_bytes, container, owner, filename, created_s,"
+                       " updated_s) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (sha256, purpose) DO UPDATE SET"
+                       " updated_s=excluded.updated_s", (sha256, purpose, int(size_bytes), container, owner,
+                                                          filename, now, now))
+
+    def touch_part(self, sha256: str, purpose: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE upload_parts SET updated_s=? WHERE sha256=? AND purpose=?", (time.time(), sha256, purpose))
+
+    def drop_part(self, sha256: str, purpose: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM upload_parts WHERE sha256=? AND purpose=?", (sha256, purpose))
+        self.part_path(sha256, purpose).unlink(missing_ok=True)
+
+    def list_parts(self) -> list[dict[str, Any]]:
+        out = []
+        for r in self._query("SELECT sha256, purpose FROM upload_parts ORDER BY updated_s DESC"):
+            p = self.get_part(r["sha256"], r["purpose"])
+            if p is not None:
+                out.append(p)
+        return out
 
     def delete_expired_uploads(self, ttl_s: float) -> int:
-        """Delete uploads older than ``ttl_s`` (tasks keep their own hard links) and stray .part
-        files of uploads that never finished → how many were removed."""
+        """Delete uploads unused for ``ttl_s`` (tasks keep their own hard links), partial uploads
+        idle that long, and stray .part files → how many were removed."""
         cutoff = time.time() - ttl_s
         n = 0
         with self._lock:
-            rows = self._db.execute("SELECT upload_id FROM uploads WHERE created_s < ?", (cutoff,)).fetchall()
+            rows = self._db.execute("SELECT upload_id FROM uploads WHERE COALESCE(last_used_s, created_s) < ?",
+                                    (cutoff,)).fetchall()
             for r in rows:
                 self.upload_path(r[0]).unlink(missing_ok=True)
                 self._db.execute("DELETE FROM uploads WHERE upload_id=?", (r[0],))
                 n += 1
+            for r in self._db.execute("SELECT sha256, purpose FROM upload_parts WHERE updated_s < ?",
+                                      (cutoff,)).fetchall():
+                self.drop_part(r[0], r[1])
+                n += 1
+        known = {self.part_path(p["sha256"], p["purpose"]).name for p in self.list_parts()}
         for part in (self.data_dir / "uploads").glob("*.part"):
             try:
-                if part.stat().st_mtime < cutoff:
+                if part.name not in known and part.stat().st_mtime < cutoff:
                     part.unlink(missing_ok=True)
             except OSError:  # pragma: no cover
                 pass
         return n
 
     def remove_partial_uploads(self) -> int:
-        """At start-up no upload is in flight: every .part is garbage."""
+        """At start-up no upload is in flight: .part files without an upload_parts row are
+        garbage (resumable parts are kept), and so are rows whose file is gone."""
+        known = set()
+        for p in self.list_parts():
+            path = self.part_path(p["sha256"], p["purpose"])
+            if path.is_file():
+                known.add(path.name)
+            else:
+                self.drop_part(p["sha256"], p["purpose"])
         n = 0
         for part in (self.data_dir / "uploads").glob("*.part"):
-            part.unlink(missing_ok=True)
-            n += 1
+            if part.name not in known:
+                part.unlink(missing_ok=True)
+                n += 1
         return n

@@ -89,8 +89,16 @@ def _watch(conn: C.Connection, task_id: str, after: int, as_json: bool) -> int:
             progress(event_line(e))
     t = C.call(conn, conn.tasks.GetTask, task_pb2.GetTaskRequest(task_id=task_id)).task
     if not as_json:
-        progress(f"task {t.task_id}: {C.STATE_NAMES[t.state]}")
+        progress(f"task {t.task_id}: {C.STATE_NAMES[t.state]}" + _outcome_text(t))
     return _final_code(t)
+
+
+def _outcome_text(t: task_pb2.Task) -> str:
+    if not t.HasField("outcome_check") or not t.outcome_check.verdict:
+        return ""
+    oc = t.outcome_check
+    verdict = task_pb2.OutcomeVerdict.Name(oc.verdict).replace("OUTCOME_VERDICT_", "").lower().replace("_", " ")
+    return f"; outcome {verdict}" + (f" ({oc.detail})" if oc.detail else "")
 
 
 def _upload(conn: C.Connection, path: str, purpose: str, quiet: bool) -> task_pb2.UploadVideoResponse:
@@ -108,9 +116,15 @@ def _upload(conn: C.Connection, path: str, purpose: str, quiet: bool) -> task_pb
     t0 = time.monotonic()
     resp = C.upload_file(conn, p, purpose, on_progress=on_progress)
     if not quiet:
-        progress(f"upload {p.name}: done, id {resp.upload_id} ({resp.size_bytes / 1e6:.1f} MB in "
-                 f"{time.monotonic() - t0:.1f} s" + (f", {resp.num_frames} frames {resp.width_px}x{resp.height_px}"
-                                                       if resp.num_frames else "") + ")")
+        if resp.deduplicated:
+            progress(f"upload {p.name}: the server already has it (id {resp.upload_id}, sha256 "
+                     f"{resp.sha256_hex[:12]}…): nothing sent")
+        else:
+            resumed = f", resumed at {resp.resumed_from_bytes / 1e6:.1f} MB" if resp.resumed_from_bytes else ""
+            progress(f"upload {p.name}: done, id {resp.upload_id} ({resp.size_bytes / 1e6:.1f} MB in "
+                     f"{time.monotonic() - t0:.1f} s{resumed}"
+                     + (f", {resp.num_frames} frames {resp.width_px}x{resp.height_px}" if resp.num_frames else "")
+                     + ")")
     return resp
 
 
@@ -124,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(task_dict(t), indent=1))
             else:
-                progress(task_line(t))
+                progress(task_line(t) + _outcome_text(t))
                 for k, v in sorted(t.artifacts.items()):
                     progress(f"  artifact {k}: {v}")
                 for k, v in sorted(t.metrics.items()):
@@ -184,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if action == "observe":
             return _observe(conn, args)
+        if action == "fetch":
+            return _fetch(conn, args)
     raise InvalidInput(f"unknown action {action!r}")  # pragma: no cover - argparse restricts it
 
 
@@ -200,12 +216,16 @@ def _submit(conn: C.Connection, args: argparse.Namespace) -> int:
         req.video_upload_id = _upload(conn, args.video, "VIDEO", quiet).upload_id
     elif args.video_url:
         req.video_url = args.video_url
+    elif args.video_sha256:
+        req.video_sha256_hex = args.video_sha256.lower()
     else:
         req.generate.CopyFrom(task_pb2.GenerateVideo(num_frames=args.frames))
     if args.video_depth:
         req.video_depth_upload_id = _upload(conn, args.video_depth, "VIDEO_DEPTH", quiet).upload_id
     elif args.video_depth_url:
         req.video_depth_url = args.video_depth_url
+    elif args.video_depth_sha256:
+        req.video_depth_sha256_hex = args.video_depth_sha256.lower()
     # The idempotency key makes one retry after a dropped connection safe (no second task).
     try:
         r = C.call(conn, conn.tasks.SubmitTask, req, args.timeout)
@@ -222,6 +242,46 @@ def _submit(conn: C.Connection, args: argparse.Namespace) -> int:
                  + (", already submitted with this key" if r.deduplicated else "") + ")")
     if args.watch:
         return _watch(conn, t.task_id, 0, args.json)
+    return 0
+
+
+def _fetch(conn: C.Connection, args: argparse.Namespace) -> int:
+    """Download a finished task's artifacts (all, or the named ones) into --out, resuming
+    partial files, each checked against the server's sha256."""
+    arts = C.list_artifacts(conn, args.task_id)
+    by_name = {a.name: a for a in arts}
+    unknown = [n for n in args.names if n not in by_name]
+    if unknown:
+        raise InvalidInput(f"task {args.task_id} has no artifact {', '.join(repr(n) for n in unknown)} "
+                           f"(it has: {', '.join(sorted(by_name)) or 'none'})")
+    chosen = [by_name[n] for n in args.names] if args.names else arts
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    t0 = time.monotonic()
+    total = 0
+    for a in chosen:
+        last = [0.0]
+
+        def on_progress(done: int, size: int, a: task_pb2.Artifact = a, last: list[float] = last) -> None:
+            now = time.monotonic()
+            if not args.json and (now - last[0] > 0.5 or done == size):
+                last[0] = now
+                progress(f"fetch {a.file_name}: {100 * done / max(size, 1):.0f}% ({done / 1e6:.1f} of {size / 1e6:.1f} MB)")
+
+        f = C.fetch_artifact(conn, args.task_id, a, out, chunk_bytes=args.chunk_bytes, on_progress=on_progress)
+        total += f.received_bytes
+        rows.append({"name": f.name, "file": str(f.path), "size_bytes": f.size_bytes, "sha256_hex": f.sha256_hex,
+                     "received_bytes": f.received_bytes, "resumed_from_bytes": f.resumed_from})
+        if not args.json:
+            how = ("already here" if f.received_bytes == 0 and f.resumed_from == f.size_bytes else
+                   f"resumed at {f.resumed_from} bytes" if f.resumed_from else "downloaded")
+            progress(f"fetch {a.name}: {f.path} ({f.size_bytes} bytes, sha256 ok, {how})")
+    if args.json:
+        print(json.dumps({"task_id": args.task_id, "out": str(out), "artifacts": rows,
+                          "received_bytes": total, "seconds": round(time.monotonic() - t0, 3)}))
+    else:
+        progress(f"task {args.task_id}: {len(rows)} artifact(s) in {out} ({total / 1e6:.1f} MB received)")
     return 0
 
 

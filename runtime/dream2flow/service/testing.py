@@ -262,7 +262,8 @@ def loop_only_pipeline(duration_s: float = 8.0) -> Any:
         if out_dir is not None:
             plan.save(Path(out_dir) / "plan.npz")
         progress("execute", 0.0, {})
-        res = execute_plan(plan, backend, rate_hz=inputs.rate_hz, stop_event=cancel, on_tick=on_tick)
+        res = execute_plan(plan, backend, rate_hz=inputs.rate_hz, stop_event=cancel, on_tick=on_tick,
+                           dry_run=bool(inputs.dry_run))
         if not res.ok:
             return TaskOutcome(False, "execute", res.reason, {"execute": StageRecord(False, 0.0, res.reason)})
         progress("execute", 1.0, {})

@@ -3,7 +3,9 @@
 Why here and bounded: the robot computer fetches what an operator names, so every fetch has a
 connect/read timeout, an overall deadline, a byte cap enforced while streaming (a lying or
 missing Content-Length does not matter), a bounded number of retries with exponential backoff
-(only for connection errors, 429 and 5xx: a 4xx is the caller's mistake), and a cancel flag.
+(only for connection errors, 429 and 5xx: a 4xx is the caller's mistake), and a cancel flag;
+every hop (redirects included) goes through ``netguard`` (allow-list, no loopback / link-local
+/ private addresses unless allowed, connection to the checked address).
 Files are written to ``<dest>.part`` and renamed only when complete.
 
 Generator endpoint protocol (``[video_sources] generator_url``, relative URLs resolve against it)::
@@ -24,16 +26,18 @@ A bearer token for the endpoint is read from the env var named by ``generator_to
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urljoin
 
 from dream2flow.errors import DataLoss, Dream2FlowError, ExecutionFailed, InvalidInput, NotReady, ResourceExhausted
 from dream2flow.log import get_logger
+from dream2flow.service.netguard import ConnectFailed, NetPolicy, check_static, open_url, origin
 
 log = get_logger("service.video_sources")
 
@@ -44,6 +48,10 @@ class SourceUnavailable(Dream2FlowError):
     exit_code = 3
     grpc_code = "UNAVAILABLE"
 
+    def __init__(self, message: str, **kw: Any) -> None:
+        kw.setdefault("reason", "SOURCE_UNAVAILABLE")
+        super().__init__(message, **kw)
+
 
 @dataclass
 class FetchPolicy:
@@ -53,8 +61,17 @@ class FetchPolicy:
     retries: int = 3
     backoff_s: float = 0.5
     max_bytes: int = 256 * 1024 * 1024
-    allowed_hosts: tuple[str, ...] = ()  # empty → any host
+    allowed_hosts: tuple[str, ...] = ()  # empty → any host; checked on every redirect hop
     chunk_bytes: int = 256 * 1024
+    allowed_networks: tuple[str, ...] = ()  # CIDRs of non-public addresses that may be fetched
+    max_redirects: int = 5
+    trusted_origins: tuple[str, ...] = ()  # the configured generator's origin (exempt from the checks)
+    resolver: Any = None  # tests: (host, port) → [ip]; default getaddrinfo
+
+    def net(self) -> NetPolicy:
+        return NetPolicy(allowed_hosts=tuple(self.allowed_hosts), allowed_networks=tuple(self.allowed_networks),
+                         max_redirects=self.max_redirects, trusted_origins=tuple(self.trusted_origins),
+                         resolver=self.resolver)
 
 
 @dataclass
@@ -65,18 +82,14 @@ class Fetched:
     attempts: int
     seconds: float
     content_type: str = ""
+    hops: tuple[str, ...] = ()
 
 
 def check_url(url: str, policy: FetchPolicy, max_chars: int = 2048) -> str:
-    """An http(s) URL with a host (and an allowed one) → the URL; else InvalidInput."""
-    if not isinstance(url, str) or not url or len(url) > max_chars:
-        raise InvalidInput(f"URL must be 1..{max_chars} characters")
-    u = urlparse(url)
-    if u.scheme not in ("http", "https") or not u.hostname:
-        raise InvalidInput(f"URL must be http(s)://host/..., got {url[:200]!r}")
-    if policy.allowed_hosts and u.hostname not in policy.allowed_hosts:
-        raise InvalidInput(f"URL host {u.hostname!r} is not in [video_sources] url_allowed_hosts")
-    return url
+    """An http(s) URL with a host, an allowed one, and not a refused literal address → the URL;
+    else InvalidInput (reason URL_REFUSED). Resolved addresses and redirects are checked when
+    the fetch happens (``netguard.open_url``)."""
+    return check_static(url, policy.net(), max_chars)
 
 
 def _retryable_status(code: int) -> bool:
@@ -92,17 +105,16 @@ def _sleep(seconds: float, cancel: threading.Event | None) -> None:
 
 
 def download(url: str, dest: str | Path, policy: FetchPolicy, *, cancel: threading.Event | None = None,
-             headers: dict[str, str] | None = None, session: Any = None,
+             headers: dict[str, str] | None = None,
              on_progress: Callable[[int, int | None], None] | None = None) -> Fetched:
-    """GET ``url`` into ``dest`` (atomically) → ``Fetched``. InvalidInput for 4xx or a bad URL,
+    """GET ``url`` into ``dest`` (atomically) → ``Fetched``. InvalidInput for 4xx, a bad URL or
+    a refused redirect hop / address (reason URL_REFUSED: nothing is fetched from it),
     ResourceExhausted over ``max_bytes``, SourceUnavailable when retries/deadline run out,
     ExecutionFailed when cancelled."""
-    import requests
-
-    check_url(url, policy)
+    net = policy.net()
+    check_static(url, net)
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
-    sess = session or requests.Session()
     t0 = time.monotonic()
     attempt = 0
     last_err = ""
@@ -116,20 +128,24 @@ def download(url: str, dest: str | Path, policy: FetchPolicy, *, cancel: threadi
                 raise SourceUnavailable(f"download of {url[:200]} ran past its {policy.deadline_s:.0f} s deadline"
                                         f" ({last_err or 'no answer'})")
             try:
-                with sess.get(url, stream=True, headers=headers or {}, allow_redirects=True,
-                              timeout=(policy.connect_timeout_s, min(policy.read_timeout_s, remaining))) as r:
-                    if r.status_code >= 400:
-                        if _retryable_status(r.status_code):
-                            raise _Retry(f"HTTP {r.status_code}")
-                        raise InvalidInput(f"download of {url[:200]} failed: HTTP {r.status_code} {r.reason}")
+                with open_url("GET", url, net, headers=headers, connect_timeout_s=policy.connect_timeout_s,
+                              read_timeout_s=min(policy.read_timeout_s, remaining)) as r:
+                    if r.status >= 400:
+                        if _retryable_status(r.status):
+                            raise _Retry(f"HTTP {r.status}")
+                        raise InvalidInput(f"download of {url[:200]} failed: HTTP {r.status} {r.reason}")
+                    if r.status != 200:
+                        raise InvalidInput(f"download of {url[:200]} answered HTTP {r.status}, not 200")
                     declared = r.headers.get("Content-Length")
                     declared_n = int(declared) if declared and declared.isdigit() else None
                     if declared_n is not None and declared_n > policy.max_bytes:
-                        raise ResourceExhausted(f"{url[:200]} is {declared_n} bytes, over the cap of {policy.max_bytes}")
+                        raise ResourceExhausted(f"{url[:200]} is {declared_n} bytes, over the cap of {policy.max_bytes}",
+                                                reason="UPLOAD_TOO_LARGE",
+                                                quota=("fetched file size", f"at most {policy.max_bytes} bytes"))
                     h = hashlib.sha256()
                     n = 0
                     with open(part, "wb") as f:
-                        for chunk in r.iter_content(chunk_size=policy.chunk_bytes):
+                        for chunk in r.stream(policy.chunk_bytes):
                             if cancel is not None and cancel.is_set():
                                 raise ExecutionFailed("cancelled while fetching the video")
                             if time.monotonic() - t0 > policy.deadline_s:
@@ -139,7 +155,9 @@ def download(url: str, dest: str | Path, policy: FetchPolicy, *, cancel: threadi
                                 continue
                             n += len(chunk)
                             if n > policy.max_bytes:
-                                raise ResourceExhausted(f"{url[:200]} sent more than the cap of {policy.max_bytes} bytes")
+                                raise ResourceExhausted(f"{url[:200]} sent more than the cap of {policy.max_bytes} bytes",
+                                                        reason="UPLOAD_TOO_LARGE",
+                                                        quota=("fetched file size", f"at most {policy.max_bytes} bytes"))
                             f.write(chunk)
                             h.update(chunk)
                             if on_progress is not None:
@@ -150,13 +168,11 @@ def download(url: str, dest: str | Path, policy: FetchPolicy, *, cancel: threadi
                         raise _Retry(f"got {n} of {declared_n} bytes")
                     os.replace(part, dest)
                     return Fetched(dest, n, h.hexdigest(), attempt, time.monotonic() - t0,
-                                   r.headers.get("Content-Type", ""))
+                                   r.headers.get("Content-Type", ""), tuple(r.hops))
             except _Retry as exc:
                 last_err = str(exc)
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                last_err = f"{type(exc).__name__}"  # a broken or stalled connection: worth another try
-            except requests.RequestException as exc:  # invalid URL, too many redirects, …
-                raise InvalidInput(f"download of {url[:200]} failed: {type(exc).__name__}: {exc}") from None
+            except ConnectFailed as exc:
+                last_err = str(exc)  # a broken or stalled connection: worth another try
             if attempt > policy.retries:
                 raise SourceUnavailable(f"download of {url[:200]} failed after {attempt} attempts: {last_err}")
             wait = policy.backoff_s * (2 ** (attempt - 1))
@@ -164,8 +180,6 @@ def download(url: str, dest: str | Path, policy: FetchPolicy, *, cancel: threadi
             _sleep(min(wait, max(0.0, policy.deadline_s - (time.monotonic() - t0))), cancel)
     finally:
         part.unlink(missing_ok=True)
-        if session is None:
-            sess.close()
 
 
 class _Retry(Exception):
@@ -188,11 +202,10 @@ class GeneratedFiles:
     seconds: float
 
 
-def _request_json(sess: Any, method: str, url: str, policy: FetchPolicy, cancel: threading.Event | None,
-                  deadline: float, **kw: Any) -> dict[str, Any]:
-    """One JSON request with the retry policy (connection errors, 429, 5xx)."""
-    import requests
-
+def _request_json(method: str, url: str, policy: FetchPolicy, cancel: threading.Event | None,
+                  deadline: float, *, headers: dict[str, str], body: bytes | None = None) -> dict[str, Any]:
+    """One JSON request with the retry policy (connection errors, 429, 5xx); every redirect hop
+    checked like a download."""
     attempt = 0
     last_err = ""
     while True:
@@ -202,23 +215,23 @@ def _request_json(sess: Any, method: str, url: str, policy: FetchPolicy, cancel:
         if time.monotonic() > deadline:
             raise SourceUnavailable(f"video generator did not finish in time ({last_err or 'deadline'})")
         try:
-            r = sess.request(method, url, timeout=(policy.connect_timeout_s, policy.read_timeout_s), **kw)
-            if r.status_code < 400:
-                if len(r.content) > 1024 * 1024:
-                    raise InvalidInput("video generator answered with more than 1 MiB of JSON")
-                try:
-                    body = r.json()
-                except ValueError:
-                    raise InvalidInput(f"video generator answered {method} {url[:200]} with non-JSON") from None
-                if not isinstance(body, dict):
-                    raise InvalidInput("video generator answered with JSON that is not an object")
-                return body
-            if not _retryable_status(r.status_code):
-                raise InvalidInput(f"video generator refused {method} {url[:200]}: HTTP {r.status_code} "
-                                   f"{r.text[:200]!r}")
-            last_err = f"HTTP {r.status_code}"
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            last_err = type(exc).__name__
+            with open_url(method, url, policy.net(), headers=headers, body=body,
+                          connect_timeout_s=policy.connect_timeout_s, read_timeout_s=policy.read_timeout_s) as r:
+                if r.status < 400:
+                    content = r.read(1024 * 1024)
+                    try:
+                        parsed = json.loads(content)
+                    except ValueError:
+                        raise InvalidInput(f"video generator answered {method} {url[:200]} with non-JSON") from None
+                    if not isinstance(parsed, dict):
+                        raise InvalidInput("video generator answered with JSON that is not an object")
+                    return parsed
+                if not _retryable_status(r.status):
+                    raise InvalidInput(f"video generator refused {method} {url[:200]}: HTTP {r.status} "
+                                       f"{r.read(200_000)[:200]!r}")
+                last_err = f"HTTP {r.status}"
+        except ConnectFailed as exc:
+            last_err = str(exc)
         if attempt > policy.retries:
             raise SourceUnavailable(f"video generator unreachable after {attempt} attempts: {last_err}")
         _sleep(min(policy.backoff_s * (2 ** (attempt - 1)), max(0.0, deadline - time.monotonic())), cancel)
@@ -229,54 +242,59 @@ def generate_video(gen: GeneratorConfig, *, image_png: bytes, instruction: str, 
                    depth_policy: FetchPolicy | None = None, cancel: threading.Event | None = None,
                    on_status: Callable[[str, float], None] | None = None) -> GeneratedFiles:
     """POST I0 + instruction, poll until done (bounded by ``gen.timeout_s``), download the video
-    (and its relative depth when the generator gives one) into ``dest_dir``."""
-    import requests
+    (and its relative depth when the generator gives one) into ``dest_dir``. The generator's own
+    origin is trusted configuration; result URLs elsewhere (a CDN) pass the fetch policy."""
+    import urllib3
 
     if not gen.url:
-        raise NotReady("no video generator is configured ([video_sources] generator_url)")
+        raise NotReady("no video generator is configured ([video_sources] generator_url)",
+                       reason="NOT_CONFIGURED")
     base = gen.url.rstrip("/") + "/"
     headers = {"Authorization": f"Bearer {gen.token}"} if gen.token else {}
     t0 = time.monotonic()
     deadline = t0 + gen.timeout_s
     dest_dir = Path(dest_dir)
-    with requests.Session() as sess:
-        sess.headers.update(headers)
-        body = _request_json(sess, "POST", urljoin(base, "jobs"), policy, cancel, deadline,
-                             files={"image": ("i0.png", image_png, "image/png")},
-                             data={"instruction": instruction, "object_prompt": object_prompt,
-                                   "num_frames": str(int(num_frames)), "seed": str(int(seed))})
-        job_id = body.get("job_id")
-        if not isinstance(job_id, str) or not job_id or len(job_id) > 200 or "/" in job_id:
-            raise InvalidInput(f"video generator answered without a usable job_id: {str(body)[:200]}")
-        status_url = urljoin(base, f"jobs/{job_id}")
-        while True:
-            st = _request_json(sess, "GET", status_url, policy, cancel, deadline)
-            status = st.get("status")
-            if on_status is not None:
-                on_status(str(status), time.monotonic() - t0)
-            if status == "succeeded":
-                break
-            if status == "failed":
-                raise SourceUnavailable(f"video generator failed job {job_id}: {str(st.get('error', ''))[:300]}")
-            if status not in ("queued", "running"):
-                raise InvalidInput(f"video generator sent unknown status {str(status)[:50]!r}")
-            _sleep(min(gen.poll_interval_s, max(0.0, deadline - time.monotonic())), cancel)
-            if time.monotonic() > deadline:
-                raise SourceUnavailable(f"video generator did not finish job {job_id} in {gen.timeout_s:.0f} s")
-        video_url = st.get("video_url")
-        if not isinstance(video_url, str) or not video_url:
-            raise InvalidInput("video generator finished without a video_url")
-        remaining = max(1.0, deadline - time.monotonic())
-        # the generator is trusted configuration: its result URLs may live on another host (a CDN)
-        pol = FetchPolicy(**{**policy.__dict__, "deadline_s": min(policy.deadline_s, remaining), "allowed_hosts": ()})
-        video = download(urljoin(base, video_url), dest_dir / "video.mp4", pol, cancel=cancel, headers=headers)
-        depth = None
-        depth_url = st.get("video_depth_url")
-        if isinstance(depth_url, str) and depth_url:
-            dpol = depth_policy or pol
-            dpol = FetchPolicy(**{**dpol.__dict__, "deadline_s": min(dpol.deadline_s, remaining), "allowed_hosts": ()})
-            depth = download(urljoin(base, depth_url), dest_dir / "video_depth.npy", dpol, cancel=cancel,
-                             headers=headers)
+    trusted = (*policy.trusted_origins, origin(base))
+    # the allow-list names where operators' URLs may point; the configured generator and its
+    # result URLs are the server's own configuration (still: address checks off its origin)
+    pol = FetchPolicy(**{**policy.__dict__, "allowed_hosts": (), "trusted_origins": trusted})
+    body, ctype = urllib3.encode_multipart_formdata({
+        "image": ("i0.png", image_png, "image/png"), "instruction": instruction, "object_prompt": object_prompt,
+        "num_frames": str(int(num_frames)), "seed": str(int(seed))})
+    started = _request_json("POST", urljoin(base, "jobs"), pol, cancel, deadline,
+                            headers={**headers, "Content-Type": ctype}, body=body)
+    job_id = started.get("job_id")
+    if not isinstance(job_id, str) or not job_id or len(job_id) > 200 or "/" in job_id:
+        raise InvalidInput(f"video generator answered without a usable job_id: {str(started)[:200]}")
+    status_url = urljoin(base, f"jobs/{job_id}")
+    while True:
+        st = _request_json("GET", status_url, pol, cancel, deadline, headers=headers)
+        status = st.get("status")
+        if on_status is not None:
+            on_status(str(status), time.monotonic() - t0)
+        if status == "succeeded":
+            break
+        if status == "failed":
+            raise SourceUnavailable(f"video generator failed job {job_id}: {str(st.get('error', ''))[:300]}")
+        if status not in ("queued", "running"):
+            raise InvalidInput(f"video generator sent unknown status {str(status)[:50]!r}")
+        _sleep(min(gen.poll_interval_s, max(0.0, deadline - time.monotonic())), cancel)
+        if time.monotonic() > deadline:
+            raise SourceUnavailable(f"video generator did not finish job {job_id} in {gen.timeout_s:.0f} s")
+    video_url = st.get("video_url")
+    if not isinstance(video_url, str) or not video_url:
+        raise InvalidInput("video generator finished without a video_url")
+    remaining = max(1.0, deadline - time.monotonic())
+    vpol = FetchPolicy(**{**pol.__dict__, "deadline_s": min(policy.deadline_s, remaining)})
+    video = download(urljoin(base, video_url), dest_dir / "video.mp4", vpol, cancel=cancel, headers=headers)
+    depth = None
+    depth_url = st.get("video_depth_url")
+    if isinstance(depth_url, str) and depth_url:
+        dpol = depth_policy or policy
+        dpol = FetchPolicy(**{**dpol.__dict__, "deadline_s": min(dpol.deadline_s, remaining), "allowed_hosts": (),
+                              "trusted_origins": trusted})
+        depth = download(urljoin(base, depth_url), dest_dir / "video_depth.npy", dpol, cancel=cancel,
+                         headers=headers)
     return GeneratedFiles(video, depth, job_id, time.monotonic() - t0)
 
 

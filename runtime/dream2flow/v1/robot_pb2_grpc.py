@@ -26,7 +26,11 @@ if _version_not_supported:
 
 
 class RobotServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Priority path: EmergencyStop and Reset are never refused for capacity, and GetRobotState has
+    its own pool ([server] max_priority_rpcs), so no number of open streams or calls from other
+    clients can starve them (task.proto, "Limits"). Errors carry google.rpc.Status details (see
+    task.proto).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -52,7 +56,11 @@ class RobotServiceStub:
 
 
 class RobotServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Priority path: EmergencyStop and Reset are never refused for capacity, and GetRobotState has
+    its own pool ([server] max_priority_rpcs), so no number of open streams or calls from other
+    clients can starve them (task.proto, "Limits"). Errors carry google.rpc.Status details (see
+    task.proto).
+    """
 
     def GetRobotState(self, request, context):
         """Joints, gripper, e-stop / hold flags, the running task. Role: viewer or operator.
@@ -107,7 +115,11 @@ def add_RobotServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RobotService:
-    """Missing associated documentation comment in .proto file."""
+    """Priority path: EmergencyStop and Reset are never refused for capacity, and GetRobotState has
+    its own pool ([server] max_priority_rpcs), so no number of open streams or calls from other
+    clients can starve them (task.proto, "Limits"). Errors carry google.rpc.Status details (see
+    task.proto).
+    """
 
     @staticmethod
     def GetRobotState(request,

@@ -47,6 +47,21 @@ class TaskServiceStub:
                 request_serializer=dream2flow_dot_v1_dot_task__pb2.UploadVideoRequest.SerializeToString,
                 response_deserializer=dream2flow_dot_v1_dot_task__pb2.UploadVideoResponse.FromString,
                 _registered_method=True)
+        self.GetUpload = channel.unary_unary(
+                '/dream2flow.v1.TaskService/GetUpload',
+                request_serializer=dream2flow_dot_v1_dot_task__pb2.GetUploadRequest.SerializeToString,
+                response_deserializer=dream2flow_dot_v1_dot_task__pb2.GetUploadResponse.FromString,
+                _registered_method=True)
+        self.ListUploads = channel.unary_unary(
+                '/dream2flow.v1.TaskService/ListUploads',
+                request_serializer=dream2flow_dot_v1_dot_task__pb2.ListUploadsRequest.SerializeToString,
+                response_deserializer=dream2flow_dot_v1_dot_task__pb2.ListUploadsResponse.FromString,
+                _registered_method=True)
+        self.DeleteUpload = channel.unary_unary(
+                '/dream2flow.v1.TaskService/DeleteUpload',
+                request_serializer=dream2flow_dot_v1_dot_task__pb2.DeleteUploadRequest.SerializeToString,
+                response_deserializer=dream2flow_dot_v1_dot_task__pb2.DeleteUploadResponse.FromString,
+                _registered_method=True)
         self.SubmitTask = channel.unary_unary(
                 '/dream2flow.v1.TaskService/SubmitTask',
                 request_serializer=dream2flow_dot_v1_dot_task__pb2.SubmitTaskRequest.SerializeToString,
@@ -72,6 +87,16 @@ class TaskServiceStub:
                 request_serializer=dream2flow_dot_v1_dot_task__pb2.CancelTaskRequest.SerializeToString,
                 response_deserializer=dream2flow_dot_v1_dot_task__pb2.CancelTaskResponse.FromString,
                 _registered_method=True)
+        self.ListArtifacts = channel.unary_unary(
+                '/dream2flow.v1.TaskService/ListArtifacts',
+                request_serializer=dream2flow_dot_v1_dot_task__pb2.ListArtifactsRequest.SerializeToString,
+                response_deserializer=dream2flow_dot_v1_dot_task__pb2.ListArtifactsResponse.FromString,
+                _registered_method=True)
+        self.GetArtifact = channel.unary_stream(
+                '/dream2flow.v1.TaskService/GetArtifact',
+                request_serializer=dream2flow_dot_v1_dot_task__pb2.GetArtifactRequest.SerializeToString,
+                response_deserializer=dream2flow_dot_v1_dot_task__pb2.GetArtifactResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -90,9 +115,38 @@ class TaskServiceServicer:
 
     def UploadVideo(self, request_iterator, context):
         """Client streaming: first message `metadata`, then `chunk`s in order. Written to disk as it
-        arrives under a running byte cap; sha256 verified at the end (DATA_LOSS on mismatch or when
-        fewer bytes than declared arrive). Videos are probed (container, size, frame count) and
-        depth .npy headers checked before the upload id is returned. Role: operator.
+        arrives under a running byte cap; sha256 verified at the end (DATA_LOSS on mismatch). Videos
+        are probed (container, size, frame count) and depth .npy headers checked before the upload
+        id is returned.
+        Deduplicated: a file (sha256 + purpose) the server already has is answered at once with
+        the existing upload (`deduplicated`), without reading the chunks. Resumable: bytes that
+        arrived before a stream broke, ended early (DATA_LOSS UPLOAD_INCOMPLETE) or went silent for
+        [limits] upload_idle_timeout_s (ABORTED UPLOAD_IDLE_TIMEOUT) are kept; GetUpload(sha256)
+        tells how many, and a new stream with metadata.offset_bytes = that count sends only the
+        rest. Role: operator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUpload(self, request, context):
+        """One upload, finished or partial, by upload_id or by sha256_hex + purpose (NOT_FOUND if the
+        server has no byte of it). Role: operator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUploads(self, request, context):
+        """Finished uploads, newest first (with include_partial, partial ones first). Role: operator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUpload(self, request, context):
+        """Delete a finished upload (by upload_id) or a partial one (by sha256_hex + purpose). Tasks
+        that used it keep their own copy. Role: operator.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -137,6 +191,25 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListArtifacts(self, request, context):
+        """A finished task's artifacts (flow, plan, command log, pictures, videos, …) with their sizes
+        and sha256 (FAILED_PRECONDITION TASK_NOT_FINISHED while it is queued or running). Role:
+        viewer or operator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetArtifact(self, request, context):
+        """Server streaming: one artifact's bytes. First message `artifact` (size and sha256 of the
+        whole file), then `chunk`s from offset_bytes on, in order, each with its offset and its
+        own sha256. Resume a broken download with offset_bytes = the bytes already kept (check the
+        whole file against artifact.sha256_hex at the end). Role: viewer or operator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,6 +222,21 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.UploadVideo,
                     request_deserializer=dream2flow_dot_v1_dot_task__pb2.UploadVideoRequest.FromString,
                     response_serializer=dream2flow_dot_v1_dot_task__pb2.UploadVideoResponse.SerializeToString,
+            ),
+            'GetUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUpload,
+                    request_deserializer=dream2flow_dot_v1_dot_task__pb2.GetUploadRequest.FromString,
+                    response_serializer=dream2flow_dot_v1_dot_task__pb2.GetUploadResponse.SerializeToString,
+            ),
+            'ListUploads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUploads,
+                    request_deserializer=dream2flow_dot_v1_dot_task__pb2.ListUploadsRequest.FromString,
+                    response_serializer=dream2flow_dot_v1_dot_task__pb2.ListUploadsResponse.SerializeToString,
+            ),
+            'DeleteUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUpload,
+                    request_deserializer=dream2flow_dot_v1_dot_task__pb2.DeleteUploadRequest.FromString,
+                    response_serializer=dream2flow_dot_v1_dot_task__pb2.DeleteUploadResponse.SerializeToString,
             ),
             'SubmitTask': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitTask,
@@ -174,6 +262,16 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.CancelTask,
                     request_deserializer=dream2flow_dot_v1_dot_task__pb2.CancelTaskRequest.FromString,
                     response_serializer=dream2flow_dot_v1_dot_task__pb2.CancelTaskResponse.SerializeToString,
+            ),
+            'ListArtifacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListArtifacts,
+                    request_deserializer=dream2flow_dot_v1_dot_task__pb2.ListArtifactsRequest.FromString,
+                    response_serializer=dream2flow_dot_v1_dot_task__pb2.ListArtifactsResponse.SerializeToString,
+            ),
+            'GetArtifact': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetArtifact,
+                    request_deserializer=dream2flow_dot_v1_dot_task__pb2.GetArtifactRequest.FromString,
+                    response_serializer=dream2flow_dot_v1_dot_task__pb2.GetArtifactResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -233,6 +331,87 @@ class TaskService:
             '/dream2flow.v1.TaskService/UploadVideo',
             dream2flow_dot_v1_dot_task__pb2.UploadVideoRequest.SerializeToString,
             dream2flow_dot_v1_dot_task__pb2.UploadVideoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dream2flow.v1.TaskService/GetUpload',
+            dream2flow_dot_v1_dot_task__pb2.GetUploadRequest.SerializeToString,
+            dream2flow_dot_v1_dot_task__pb2.GetUploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUploads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dream2flow.v1.TaskService/ListUploads',
+            dream2flow_dot_v1_dot_task__pb2.ListUploadsRequest.SerializeToString,
+            dream2flow_dot_v1_dot_task__pb2.ListUploadsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dream2flow.v1.TaskService/DeleteUpload',
+            dream2flow_dot_v1_dot_task__pb2.DeleteUploadRequest.SerializeToString,
+            dream2flow_dot_v1_dot_task__pb2.DeleteUploadResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -368,6 +547,60 @@ class TaskService:
             '/dream2flow.v1.TaskService/CancelTask',
             dream2flow_dot_v1_dot_task__pb2.CancelTaskRequest.SerializeToString,
             dream2flow_dot_v1_dot_task__pb2.CancelTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListArtifacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dream2flow.v1.TaskService/ListArtifacts',
+            dream2flow_dot_v1_dot_task__pb2.ListArtifactsRequest.SerializeToString,
+            dream2flow_dot_v1_dot_task__pb2.ListArtifactsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dream2flow.v1.TaskService/GetArtifact',
+            dream2flow_dot_v1_dot_task__pb2.GetArtifactRequest.SerializeToString,
+            dream2flow_dot_v1_dot_task__pb2.GetArtifactResponse.FromString,
             options,
             channel_credentials,
             insecure,
