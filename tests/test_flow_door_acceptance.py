@@ -52,7 +52,8 @@ def test_acceptance_1_flow_cli_on_a_door_against_a_matching_wall(door, tmp_path:
     r = subprocess.run([sys.executable, "-m", "dream2flow.cli", "flow", "--video", str(d / "video.mp4"),
                         "--rgb", str(d / "i0.png"), "--depth", str(d / "d0.npy"), "--camera", str(d / "cam.toml"),
                         "--box", f"{x0},{y0},{x1},{y1}", "--video-depth", str(d / "rel.npy"),
-                        "--seed", "0", "--out", str(out)], capture_output=True, text=True, timeout=300)
+                        "--perception", "classical", "--seed", "0", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     flow = ObjectFlow.load(out / "flow.npz")
     assert flow.meta["backends"]["segmenter"] == "classical_rgbd"

@@ -75,12 +75,12 @@ def test_perceive_reports_no_thumb_without_a_hand(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_perceive_thumb_per_video_frame(tmp_path: Path) -> None:
     """A video: the hand, the hand again, then the same background without the hand."""
-    from dream2flow.sim.export import write_mp4
+    from dream2flow.video.encode import write_video
 
     rng = np.random.default_rng(9901)
     bg = hi.texture_background(rng, kind="gradient")
     d = hi.draw_hand(rng, scale_px=80, angle_rad=math.radians(100), background=bg)
-    video = write_mp4(tmp_path / "v.mp4", np.stack([d.image, d.image, bg]), 10.0)
+    video = write_video(tmp_path / "v.mp4", np.stack([d.image, d.image, bg]), 10.0)
     out = tmp_path / "out"
     r = _perceive("--rgb", str(_png(tmp_path / "i0.png", d.image)), "--video", str(video), "--out", str(out))
     assert r.returncode == 0, r.stderr
