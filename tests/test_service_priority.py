@@ -138,6 +138,22 @@ def defaults(tmp_path: Path) -> Iterator[tuple[ServiceThread, Any]]:
         yield st, tmp_path
 
 
+def _reset(robot: Any) -> None:
+    """Reset as a client does: a task still stopping answers STILL_STOPPING with RetryInfo (the
+    runner thread may not have seen the e-stop yet on a loaded machine), so wait and retry."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            robot.Reset(robot_pb2.ResetRequest(), metadata=OP, timeout=10)
+            return
+        except grpc.RpcError as exc:
+            d = details_of(exc)
+            if d is None or d.reason != "STILL_STOPPING" or time.monotonic() > deadline:
+                raise
+            assert d.retryable
+            time.sleep(0.05)
+
+
 def _refusal(fn: Any) -> Any:
     with pytest.raises(grpc.RpcError) as ei:
         fn()
@@ -204,7 +220,7 @@ def test_default_limits_refuse_floods_with_details_and_estop_still_answers(
         assert robot.GetRobotState(robot_pb2.GetRobotStateRequest(), metadata=VIEW, timeout=10).state.q_rad
         r = robot.EmergencyStop(robot_pb2.EmergencyStopRequest(reason="flooded"), metadata=VIEW, timeout=10)
         assert r.state.mode == robot_pb2.MOTION_MODE_ESTOPPED
-        robot.Reset(robot_pb2.ResetRequest(), metadata=OP, timeout=10)
+        _reset(robot)
         assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status == \
             health_pb2.HealthCheckResponse.SERVING
         gate.set()
