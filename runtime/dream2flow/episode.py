@@ -214,7 +214,11 @@ def _expected_backends(perception: Any, inputs: str, sim_thumb: bool) -> dict[st
 
 
 def _object_never_moved(outcome: Any) -> bool:
-    """The success check's ``value`` is the task's progress measure (0 = untouched)."""
+    """The check says whether the object moved (``moved``), else its ``value`` is the task's progress
+    measure (0 = untouched)."""
+    moved = getattr(outcome, "moved", None)
+    if moved is not None:
+        return not moved
     return abs(float(getattr(outcome, "value", 0.0))) < 1e-3 or "not moved" in str(getattr(outcome, "reason", ""))
 
 

@@ -76,6 +76,9 @@ class SimEnv:
                                          for b in self._task.object_bodies], dtype=np.int32)
         self._arm_qadr = np.array([self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)]
                                    for j in panda_model.ARM_JOINTS])
+        self._flex_seg_body = np.array([mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY,
+                                                          self._task.flex_bodies.get(mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_FLEX, f) or "", ""))
+                                        for f in range(self.model.nflex)], dtype=np.int32)
         self._renderer: Any = None
         self._backend: MujocoRobotBackend | None = None
         self.reset()
@@ -156,9 +159,14 @@ class SimEnv:
             far = self.model.vis.map.zfar * self.model.stat.extent
             out = np.where(np.isfinite(out) & (out > 0) & (out < 0.999 * far), out, 0).astype(np.float32)
         elif mode == "seg":
+            import mujoco
+
             geom = out[:, :, 0]
-            is_geom = out[:, :, 1] == int(__import__("mujoco").mjtObj.mjOBJ_GEOM)
+            is_geom = out[:, :, 1] == int(mujoco.mjtObj.mjOBJ_GEOM)
             body = np.where(is_geom & (geom >= 0), self.model.geom_bodyid[np.clip(geom, 0, None)], -1)
+            if self._flex_seg_body.size:  # a flex (cloth) has no body of its own: the task names one
+                is_flex = (out[:, :, 1] == int(mujoco.mjtObj.mjOBJ_FLEX)) & (geom >= 0)
+                body = np.where(is_flex, self._flex_seg_body[np.clip(geom, 0, self._flex_seg_body.size - 1)], body)
             out = body.astype(np.int32)
         return out
 

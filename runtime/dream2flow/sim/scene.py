@@ -114,7 +114,17 @@ def compose(task: Task, camera: CameraModel, rng: np.random.Generator, *, robot:
 <contact>
 {chr(10).join(parts.contact_xml)}
 </contact>
-{robot_act}
+{_optional_sections(parts)}{robot_act}
 </mujoco>
 """
     return xml, assets
+
+
+def _optional_sections(parts: SceneParts) -> str:
+    """``<deformable>`` / ``<equality>`` of the task, or nothing at all (so scenes without them
+    compose to the same XML, byte for byte, as before these sections existed)."""
+    out = ""
+    for tag, items in (("deformable", parts.deformable_xml), ("equality", parts.equality_xml)):
+        if items:
+            out += f"<{tag}>\n" + "\n".join(items) + f"\n</{tag}>\n"
+    return out

@@ -103,6 +103,14 @@ def generate_video(env: "SimEnv", artifacts: str = "clean", *, num_frames: int =
     data.mocap_pos[:] = env.data.mocap_pos
     data.mocap_quat[:] = env.data.mocap_quat
     s0_state = np.array(data.qpos)
+    dynamic = bool(getattr(task, "dynamic_video", False))
+    if dynamic:  # the physics moves the object: start from the whole state, the arm held where it is
+        data.qvel[:] = env.data.qvel
+        data.act[:] = env.data.act
+        data.ctrl[:] = env.data.ctrl
+        data.time = env.data.time
+        task.start_video(model, data, path)
+        substeps = max(1, int(round(1.0 / (float(fps) * model.opt.timestep))))
 
     # morph: per-axis scale of the object's box geoms in their body frames, drifting linearly
     obj_bodies = [int(b) for b in env.object_body_ids]
@@ -128,11 +136,19 @@ def generate_video(env: "SimEnv", artifacts: str = "clean", *, num_frames: int =
     depth = np.zeros((T, H, W), np.float32)
     segs = np.zeros((T, H, W), np.int32) if with_segmentation else None
     body_poses: list[dict[int, tuple[np.ndarray, np.ndarray]]] = []
+    flex_seg = {int(model.body(b).id): f for f, b in getattr(task, "flex_bodies", {}).items()}
+    flex_ids = {b: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_FLEX, f) for b, f in flex_seg.items()}
+    flex_verts: list[np.ndarray] = []
     renderer_model_state = (model.geom_size.copy(), model.geom_pos.copy())
     try:
         for t in range(T):
-            data.qpos[:] = s0_state
-            task.set_progress(model, data, float(s_t[t]), path)
+            if dynamic:
+                for k in range(1, substeps + 1 if t > 0 else 1):
+                    task.drive_video(model, data, float(s_t[t - 1] + (s_t[t] - s_t[t - 1]) * k / substeps), path)
+                    mujoco.mj_step(model, data)
+            else:
+                data.qpos[:] = s0_state
+                task.set_progress(model, data, float(s_t[t]), path)
             model.geom_size[morph_geoms] = size0 * _box_scale(model, morph_geoms, scale_t[t])
             model.geom_pos[morph_geoms] = pos0 * scale_t[t][None, :]
             data.mocap_pos[occ_id] = OCCLUDER_PARK
@@ -143,6 +159,8 @@ def generate_video(env: "SimEnv", artifacts: str = "clean", *, num_frames: int =
                 data.mocap_pos[occ_id], data.mocap_quat[occ_id] = p, q
                 mujoco.mj_forward(model, data)
             body_poses.append({b: _body_pose(data, b) for b in obj_bodies})
+            if flex_ids:
+                flex_verts.append(np.array(data.flexvert_xpos))
             frames[t] = env._render(data, "rgb", robot=False)
             depth[t] = env._render(data, "depth", robot=False)
             if t == 0 or segs is not None:
@@ -172,9 +190,15 @@ def generate_video(env: "SimEnv", artifacts: str = "clean", *, num_frames: int =
     pts = np.zeros((T, len(u), 3))
     for t in range(T):
         for b in obj_bodies:
+            if b in flex_ids:
+                continue
             sel = owner == b
             x, R = body_poses[t][b]
             pts[t, sel] = (local[sel] * scale_t[t]) @ R.T + x
+    for b, fid in flex_ids.items():  # a cloth: each point rides on its triangle (barycentric + normal offset)
+        sel = owner == b
+        if sel.any():
+            pts[:, sel] = _flex_track(model, fid, np.stack(flex_verts), p0[sel])
     visible = _visibility(cam, pts, depth)
 
     thumb = None
@@ -215,6 +239,52 @@ def generate_video(env: "SimEnv", artifacts: str = "clean", *, num_frames: int =
     return GeneratedVideo(video=Video(frames=frames_out, fps=float(fps)), rel_depth=rel, gt_flow=flow,
                           thumb_px=thumb, artifacts=",".join(arts) or "clean", depth_scale=scale,
                           depth_shift=shift, depth_m=depth, segmentation=segs, meta=meta)
+
+
+def _flex_track(model: Any, fid: int, verts_t: np.ndarray, p0: np.ndarray) -> np.ndarray:
+    """[T,k,3] positions of surface points ``p0`` [k,3] (frame 0) of 2D flex ``fid`` over the frames
+    ``verts_t`` [T,nflexvert,3]: each point is tied to its nearest triangle at frame 0 by barycentric
+    coordinates and its offset along the triangle's normal (the fabric's rendered thickness)."""
+    adr, num = int(model.flex_vertadr[fid]), int(model.flex_vertnum[fid])
+    e0, en = int(model.flex_elemdataadr[fid]), int(model.flex_elemnum[fid]) * 3
+    elems = np.asarray(model.flex_elem[e0:e0 + en]).reshape(-1, 3)
+    V = verts_t[:, adr:adr + num]
+    tri0 = V[0][elems]  # [m,3,3]
+    best = np.full(len(p0), np.inf)
+    pick = np.zeros(len(p0), int)
+    bary = np.zeros((len(p0), 3))
+    off = np.zeros(len(p0))
+    for k in range(len(elems)):
+        a, b, c = tri0[k]
+        n = np.cross(b - a, c - a)
+        n /= max(np.linalg.norm(n), 1e-12)
+        h = (p0 - a) @ n
+        q = p0 - h[:, None] * n  # projection onto the triangle's plane
+        w = _barycentric(q, a, b, c)
+        wc = np.clip(w, 0.0, None)
+        wc /= np.maximum(wc.sum(1, keepdims=True), 1e-12)
+        d = np.linalg.norm(p0 - wc @ tri0[k], axis=1)  # distance to the (clamped) triangle
+        better = d < best
+        best[better], pick[better], bary[better] = d[better], k, wc[better]
+        off[better] = (p0[better] - wc[better] @ tri0[k]) @ n
+    tri_t = V[:, elems[pick]]  # [T,k,3,3]
+    base = np.einsum("kj,tkjd->tkd", bary, tri_t)
+    n_t = np.cross(tri_t[:, :, 1] - tri_t[:, :, 0], tri_t[:, :, 2] - tri_t[:, :, 0])
+    n_t /= np.maximum(np.linalg.norm(n_t, axis=-1, keepdims=True), 1e-12)
+    return base + off[None, :, None] * n_t
+
+
+def _barycentric(q: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """[k,3] barycentric coordinates of points ``q`` [k,3] in triangle (a, b, c) (in its plane)."""
+    v0, v1, v2 = b - a, c - a, q - a
+    d00, d01, d11 = v0 @ v0, v0 @ v1, v1 @ v1
+    d20, d21 = v2 @ v0, v2 @ v1
+    den = d00 * d11 - d01 * d01
+    if abs(den) < 1e-18:
+        return np.full((len(q), 3), 1.0 / 3.0)
+    w1 = (d11 * d20 - d01 * d21) / den
+    w2 = (d00 * d21 - d01 * d20) / den
+    return np.stack([1.0 - w1 - w2, w1, w2], axis=1)
 
 
 def _box_scale(model: Any, geoms: list[int], s: np.ndarray) -> np.ndarray:

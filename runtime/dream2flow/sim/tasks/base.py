@@ -17,12 +17,15 @@ from dream2flow.sim import textures
 
 @dataclass(frozen=True)
 class SuccessResult:
-    """``success``; ``value`` the task's measured quantity (metres opened, door angle in rad, or
-    the piece's distance to the bowl centre in m); ``reason`` one sentence for a report."""
+    """``success``; ``value`` the task's measured quantity (metres opened, door angle in rad, the
+    piece's distance to the bowl centre in m, or the fraction of the rim a cloth covers); ``reason``
+    one sentence for a report; ``moved`` whether the object moved at all, where ``value`` cannot
+    say it (None: a value near 0 means untouched)."""
 
     success: bool
     value: float
     reason: str
+    moved: bool | None = None
 
 
 @dataclass
@@ -32,6 +35,8 @@ class SceneParts:
     asset_xml: list[str] = field(default_factory=list)
     body_xml: list[str] = field(default_factory=list)
     contact_xml: list[str] = field(default_factory=list)
+    deformable_xml: list[str] = field(default_factory=list)  # <flex> elements (cloth)
+    equality_xml: list[str] = field(default_factory=list)  # the task's equality constraints
     assets: dict[str, bytes] = field(default_factory=dict)
 
     def material(self, name: str, image: np.ndarray, *, specular: float = 0.2, shininess: float = 0.2) -> str:
@@ -98,6 +103,8 @@ class Task:
     object_bodies: tuple[str, ...] = ()  # bodies that move: the flow's object (segmentation ids)
     thumb_body: str | None = None  # where a hand would hold it in the video (thumb point), or None
     thumb_local: np.ndarray | None = None  # in thumb_body's frame (m)
+    flex_bodies: dict[str, str] = {}  # flex name -> the body its pixels count as in segmentation
+    dynamic_video: bool = False  # the generator runs the physics (start/drive/release_video), not set_progress
 
     def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
@@ -121,4 +128,13 @@ class Task:
 
     def failure_state(self, model, data) -> None:  # noqa: ANN001
         """A plausible near-miss (for tests): the object moved, but not enough / not there."""
+        raise NotImplementedError
+
+    # dynamic videos (``dynamic_video = True``): an invisible hand moves the object with the physics on
+    def start_video(self, model, data, path: dict[str, Any]) -> None:  # noqa: ANN001
+        """Take hold of the object in the generator's copy of the data."""
+        raise NotImplementedError
+
+    def drive_video(self, model, data, s: float, path: dict[str, Any]) -> None:  # noqa: ANN001
+        """Set the hand at progress ``s`` in [0, 1] before a physics step."""
         raise NotImplementedError

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from dream2flow.sim import textures
-from dream2flow.sim.tasks.base import SceneParts, SuccessResult, Task, box, fmt, quat_axis_angle, quat_mul, quat_yaw
+from dream2flow.sim.tasks.base import SceneParts, SuccessResult, Task, box, fmt, quat_yaw
+from dream2flow.sim.tasks.bowl import BOTTOM_T, N_SEGMENTS, WALL_T, bowl_body_xml
 
 
 def _free_qadr(model, name: str) -> int:  # noqa: ANN001
@@ -31,9 +32,9 @@ class BreadInBowl(Task):
     object_bodies = ("bread",)
     thumb_body = "bread"
 
-    N_SEGMENTS = 20
-    BOTTOM_T = 0.01  # bowl bottom thickness (m)
-    WALL_T = 0.008
+    N_SEGMENTS = N_SEGMENTS
+    BOTTOM_T = BOTTOM_T  # bowl bottom thickness (m)
+    WALL_T = WALL_T
 
     def build(self, parts: SceneParts) -> None:
         rng = self.rng
@@ -62,21 +63,7 @@ class BreadInBowl(Task):
             f'  <freejoint name="bread_free"/>\n'
             f'  {bread_geom}\n'
             f'</body>')
-        walls = []
-        r_mid = self.r_in + 0.5 * self.wall_h * np.tan(self.flare) + 0.5 * self.WALL_T
-        seg_half = np.pi * r_mid / self.N_SEGMENTS * 1.08
-        for i in range(self.N_SEGMENTS):
-            phi = 2 * np.pi * i / self.N_SEGMENTS
-            q = quat_mul(quat_yaw(phi), quat_axis_angle([0, 1, 0], self.flare))
-            c = [r_mid * np.cos(phi), r_mid * np.sin(phi), 0.5 * self.wall_h]
-            walls.append("  " + box(c, [0.5 * self.WALL_T, seg_half, 0.5 * self.wall_h / np.cos(self.flare)],
-                                    mat_bowl, quat=q))
-        bottom_r = self.r_in + 0.004
-        parts.body_xml.append(
-            f'<body name="bowl" pos="{fmt([*self.bowl_xy, 0.0])}">\n'
-            f'  <geom name="bowl_bottom" type="cylinder" pos="0 0 {self.BOTTOM_T / 2}" '
-            f'size="{bottom_r:.6g} {self.BOTTOM_T / 2}" material="{mat_bowl}"/>\n'
-            + "\n".join(walls) + "\n</body>")
+        parts.body_xml.append(bowl_body_xml(self.bowl_xy, self.r_in, self.wall_h, self.flare, mat_bowl))
         self.success_radius = self.r_in + 0.5 * self.wall_h * np.tan(self.flare)
         self.info = {
             "bread_pos": self.p0.tolist(), "bread_yaw_rad": self.yaw0, "bread_size_m": (2 * self.half).tolist(),
