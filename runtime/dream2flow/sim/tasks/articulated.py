@@ -296,3 +296,27 @@ class OpenDoor(OpenOven):
 
     def _handle_layout(self) -> tuple[float, float]:
         return 0.62 * self.door_w, 0.58 * self.door_w
+
+
+class OpenToasterOven(OpenOven):
+    """``open_oven`` prompted as a detector would see it: "toaster oven", the whole appliance.
+    The object box and mask hold the cabinet (which stays put) as well as the door (which swings),
+    as a real detector's box does; so the flow's points are part static, part moving. A rigid fit
+    over all of them averages the two; following the grasped part's points does not. Same scene,
+    generator path and success check (door angle) as ``open_oven``."""
+
+    name = "open_toaster_oven"
+    instruction = "Open the toaster oven."
+    object_prompt = "toaster oven"
+    object_bodies = ("oven", "oven_door")  # body + door: the mask covers more than the moving part
+
+
+class OpenCabinetDrawer(OpenDrawer):
+    """``open_drawer`` prompted as "cabinet": the box and mask hold the cabinet (static) and its
+    drawer (sliding), as a detector's box for the whole piece of furniture does. Same scene,
+    generator path and success check (drawer travel) as ``open_drawer``."""
+
+    name = "open_cabinet_drawer"
+    instruction = "Open the cabinet's drawer."
+    object_prompt = "cabinet"
+    object_bodies = ("cabinet", "drawer")  # carcass + drawer: the mask covers more than the moving part
