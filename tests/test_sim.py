@@ -30,6 +30,28 @@ def _box_surface_dist(p: np.ndarray, half: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.maximum(q, 0), axis=-1) + np.abs(np.minimum(q.max(axis=-1), 0))
 
 
+def _flex_surface_dist(P: np.ndarray, model, data) -> np.ndarray:  # noqa: ANN001
+    """[k] distance (m) of points ``P`` [k,3] to the rendered surface of every 2D flex (a cloth):
+    its mid-surface triangles thickened by the flex radius (clamped barycentric: exact inside a
+    triangle, an upper bound past its edges)."""
+    best = np.full(len(P), np.inf)
+    for f in range(model.nflex):
+        adr, num = int(model.flex_vertadr[f]), int(model.flex_vertnum[f])
+        e0, en = int(model.flex_elemdataadr[f]), int(model.flex_elemnum[f]) * 3
+        tri = np.asarray(data.flexvert_xpos[adr:adr + num])[np.asarray(model.flex_elem[e0:e0 + en]).reshape(-1, 3)]
+        for a, b, c in tri:
+            v0, v1, v2 = b - a, c - a, P - a
+            d00, d01, d11 = v0 @ v0, v0 @ v1, v1 @ v1
+            den = d00 * d11 - d01 * d01
+            w1 = (d11 * (v2 @ v0) - d01 * (v2 @ v1)) / den
+            w2 = (d00 * (v2 @ v1) - d01 * (v2 @ v0)) / den
+            w = np.clip(np.stack([1 - w1 - w2, w1, w2], 1), 0, None)
+            w /= w.sum(1, keepdims=True)
+            q = w @ np.stack([a, b, c])
+            best = np.minimum(best, np.abs(np.linalg.norm(P - q, axis=1) - float(model.flex_radius[f])))
+    return best
+
+
 def _dh_fk(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flange and TCP poses from the team's modified-DH table (DESIGN.md)."""
     a = (0, 0, 0, 0.0825, -0.0825, 0, 0.088)
@@ -111,6 +133,8 @@ def test_depth_backprojects_onto_object_surface_within_2mm(envs, task: str) -> N
         if m.geom_bodyid[g] in env.object_body_ids and m.geom_type[g] == mujoco.mjtGeom.mjGEOM_BOX:
             R = d.geom_xmat[g].reshape(3, 3)
             best = np.minimum(best, _box_surface_dist((P - d.geom_xpos[g]) @ R, m.geom_size[g]))
+    if m.nflex:  # a cloth's pixels lie on its flex's surface
+        best = np.minimum(best, _flex_surface_dist(P, m, d))
     assert len(P) > 500
     assert np.percentile(best, 99) < 0.002 and np.median(best) < 0.0005
     # and the table top (z = 0 plane by convention)

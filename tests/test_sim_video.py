@@ -69,6 +69,10 @@ def test_clean_video_gt_flow_lands_on_the_object(envs, task: str) -> None:
     assert diff < 12  # same object pixels (up to the robot's shadow)
     # the object moved: end points are away from start points (drawer ~0.19 m, door ~0.25 m, bread ~0.2 m)
     motion = np.linalg.norm(f.points_base[-1] - f.points_base[0], axis=-1)
+    if env.static_parts:  # the mask holds a body that stays put (toaster oven, cabinet): both kinds of point
+        moving = motion > 0.01
+        assert 0.1 < moving.mean() < 0.9, moving.mean()
+        motion = motion[moving]
     assert np.median(motion) > 0.1
     # the video ends with the task done: put the env's object where the video left it
     env.set_task_progress(1.0)

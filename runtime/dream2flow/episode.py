@@ -81,12 +81,13 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
                 num_points: int = 256, num_frames: int = 48, rate_hz: float = 100.0, settle_s: float = 1.0,
                 out_dir: str | Path | None = None, record_video: bool = False, inputs: str = "privileged",
                 perception: Any = None, progress: ProgressFn = _no_progress,
-                cancel: threading.Event | None = None) -> EpisodeResult:
+                cancel: threading.Event | None = None, vary: str | None = None) -> EpisodeResult:
     """One seeded episode for each method. ``inputs``: ``privileged`` hands the flow stage the
     simulator's box, relative depth and thumb; ``perceived`` only what a robot has (RGB video,
     I0, D0, camera, object prompt), the rest from ``perception`` (a ``Perception``; None = the
     default configuration). ``out_dir`` (if given) receives the inputs, flow, plan and pictures;
-    ``record_video`` renders the robot executing (``execution.mp4``)."""
+    ``record_video`` renders the robot executing (``execution.mp4``); ``vary`` (instance | background |
+    viewpoint) draws that factor of the seed's scene again (``sim/vary.py``)."""
     from dream2flow import sim
     from dream2flow.control.loop import execute_plan
     from dream2flow.flow.perceived import perceive_flow
@@ -111,7 +112,7 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
         return EpisodeResult(task, seed, artifacts, res, shared.stages, inputs)
 
     try:
-        env = shared.run("scene", lambda: sim.make_env(task, seed))
+        env = shared.run("scene", lambda: sim.make_env(task, seed, vary=vary))
         observation = env.render_rgbd()
     except Dream2FlowError as exc:
         return fail_all("scene", exc)
@@ -158,7 +159,7 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
                 plan.save(method_out / "plan.npz")
                 write_plan_png(method_out / "plan.png", plan, flow)
             stage = "execute"
-            run_env = sim.make_env(task, seed)  # a fresh, identical scene: methods never see each other's state
+            run_env = sim.make_env(task, seed, vary=vary)  # a fresh, identical scene: methods never see each other's state
             backend = run_env.robot_backend()
             frames: list[tuple[int, np.ndarray]] = []
             on_tick = _frame_recorder(run_env, frames, rate_hz) if record_video else None

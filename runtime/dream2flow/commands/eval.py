@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed_type(), default=0, help="first seed; episode i uses seed+i (default 0)")
     p.add_argument("--methods", default="dream2flow,rigid_avdc,rigid_rigvid", help="comma-separated methods")
     p.add_argument("--artifacts", default="clean", help="clean | occlusion | morphing (video artefacts)")
+    p.add_argument("--vary", default=None, choices=("instance", "background", "viewpoint"),
+                   help="draw one factor of every seed's scene again, the rest kept: the object instance, the "
+                        "background (table, floor, wall, lighting) or the camera viewpoint (default: none)")
     p.add_argument("--points", type=int_in(8, MAX_NUM_POINTS), default=256, help="tracked points n (default 256)")
     p.add_argument("--inputs", choices=("privileged", "perceived"), default="privileged",
                    help="privileged (default): the flow stage gets the simulator's box, relative depth and thumb; "
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         for i in range(args.episodes):
             seed = args.seed + i
             ep = run_episode(task, seed, methods=methods, artifacts=args.artifacts, num_points=args.points,
-                             inputs=args.inputs, perception=perception)
+                             inputs=args.inputs, perception=perception, vary=args.vary)
             episodes.append(ep)
             marks = " ".join(f"{r.method}={'ok' if r.success else 'FAIL(' + str(r.failure_stage) + ')'}"
                              for r in ep.methods)
@@ -76,11 +79,13 @@ def run(args: argparse.Namespace) -> int:
                      f"({time.perf_counter() - t0:.0f} s elapsed)")
     summary = success_table(episodes, methods)
     used = backends_used(episodes)
+    if args.vary:
+        print(f"variation: {args.vary}")
     print(format_table(summary, methods, args.artifacts, inputs=args.inputs, backends=used,
                        perception=perception.config.source))
     if args.json_path:
         Path(args.json_path).write_text(episodes_to_json(
             episodes, summary, tasks=list(tasks), methods=list(methods), artifacts=args.artifacts,
-            episodes_per_task=args.episodes, first_seed=args.seed, run=run_info, inputs=args.inputs,
+            episodes_per_task=args.episodes, first_seed=args.seed, vary=args.vary, run=run_info, inputs=args.inputs,
             inputs_description=INPUTS_DESCRIPTION[args.inputs], backends=used, perception=perception.describe()))
     return 0

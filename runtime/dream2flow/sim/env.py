@@ -27,14 +27,16 @@ TASKS: tuple[str, ...] = tuple(TASK_CLASSES)
 SETTLE_S = 0.3  # physics run at reset so objects rest and the arm holds still
 
 
-def make_env(task: str, seed: int, *, camera: CameraModel | None = None) -> "SimEnv":
+def make_env(task: str, seed: int, *, camera: CameraModel | None = None, vary: str | None = None) -> "SimEnv":
     """A fresh environment for ``task`` (one of ``TASKS``) drawn from ``seed``; ``camera`` defaults
-    to ``hw/cameras/sim_d435.toml``. InvalidInput for an unknown task or a camera MuJoCo can't model."""
-    return SimEnv(task, seed, camera=camera)
+    to ``hw/cameras/sim_d435.toml``; ``vary`` (one of ``vary.VARIATIONS``) draws that one factor of
+    the scene again (``sim/vary.py``). InvalidInput for an unknown task or variation, or a camera
+    MuJoCo can't model."""
+    return SimEnv(task, seed, camera=camera, vary=vary)
 
 
-def draw_task(task: str, seed: int, task_factory: Callable[[np.random.Generator], Any] | None = None
-              ) -> tuple[Any, np.random.Generator]:
+def draw_task(task: str, seed: int, task_factory: Callable[[np.random.Generator], Any] | None = None,
+              *, vary: str | None = None) -> tuple[Any, np.random.Generator]:
     """(task instance, scene generator) for ``seed``: the same seed always gives the same task
     geometry and the same table/lighting draws (``scene.compose``), in any scene built from them.
     ``task_factory(rng)`` builds a task outside ``TASKS`` (``push_t``) from the same streams."""
@@ -42,6 +44,10 @@ def draw_task(task: str, seed: int, task_factory: Callable[[np.random.Generator]
         raise InvalidInput(f"unknown sim task '{task}' (choose from {', '.join(TASKS)})")
     ss = np.random.SeedSequence([int(seed), zlib.crc32(task.encode())])
     scene_rng, task_rng = (np.random.default_rng(s) for s in ss.spawn(2))
+    if vary == "instance":
+        from dream2flow.sim.vary import variation_rng
+
+        task_rng = variation_rng(task, seed, "instance")
     return (task_factory or TASK_CLASSES[task])(task_rng), scene_rng
 
 
@@ -50,7 +56,7 @@ class SimEnv:
     (MuJoCo), ``q_home`` [7] rad, ``info`` (task geometry in the base frame), ``xml``."""
 
     def __init__(self, task: str, seed: int, *, camera: CameraModel | None = None,
-                 task_factory: Callable[[np.random.Generator], Any] | None = None) -> None:
+                 task_factory: Callable[[np.random.Generator], Any] | None = None, vary: str | None = None) -> None:
         """``task_factory(rng) -> Task`` builds a task that is not in ``TASKS`` (e.g. ``push_t``, which
         has its own evaluation, ``dream2flow.pusht``); ``task`` is then only its name."""
         import mujoco
@@ -59,16 +65,28 @@ class SimEnv:
             raise InvalidInput(f"unknown sim task '{task}' (choose from {', '.join(TASKS)})")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InvalidInput(f"seed must be a non-negative integer, got {seed!r}")
+        from dream2flow.sim.vary import VARIATIONS, vary_camera, variation_rng
+
+        if vary is not None and vary not in VARIATIONS:
+            raise InvalidInput(f"unknown variation '{vary}' (choose from {', '.join(VARIATIONS)})")
         self.task = task
         self.seed = int(seed)
+        self.vary = vary
         self._camera = camera if camera is not None else default_camera()
-        self._task, scene_rng = draw_task(task, self.seed, task_factory)
-        self.xml, assets = compose(self._task, self._camera, scene_rng)
+        if vary == "viewpoint":
+            self._camera = vary_camera(self._camera, variation_rng(task, self.seed, "viewpoint"))
+        self._task, scene_rng = draw_task(task, self.seed, task_factory, vary=vary)
+        self.xml, assets = compose(self._task, self._camera, scene_rng,
+                                   background_rng=variation_rng(task, self.seed, "background")
+                                   if vary == "background" else None)
         self.model = mujoco.MjModel.from_xml_string(self.xml, assets)
         self.data = mujoco.MjData(self.model)
         self.instruction = self._task.instruction
         self.object_prompt = self._task.object_prompt
+        self.static_parts: tuple[str, ...] = tuple(self._task.static_parts)
         self.info: dict[str, Any] = dict(self._task.info)
+        if vary is not None:
+            self.info["variation"] = vary
         from dream2flow.config import load_robot_limits
 
         self.q_home = np.array(load_robot_limits().q_ready, dtype=np.float64)

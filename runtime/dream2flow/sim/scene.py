@@ -26,7 +26,11 @@ TABLE_HALF = np.array([0.65, 0.75, 0.025])
 TABLE_CENTER_X = 0.35
 
 
-def _table_and_room(rng: np.random.Generator, parts: SceneParts) -> None:
+def _table_and_room(rng: np.random.Generator, parts: SceneParts, *, varied: bool = False) -> None:
+    """Table, floor (and, for a varied background, a wall behind the table) drawn from ``rng``."""
+    if varied:  # any of three patterns in any colour, and a wall: the background variation (sim/vary.py)
+        _varied_background(rng, parts)
+        return
     if rng.random() < 0.5:
         top = textures.wood(rng, textures.random_colour(rng, (0.05, 0.12), (0.35, 0.6), (0.55, 0.85)), size=256)
     else:
@@ -49,6 +53,41 @@ def _table_and_room(rng: np.random.Generator, parts: SceneParts) -> None:
         f'</body>\n<body name="table_legs" pos="0 0 0">{legs}\n</body>'))
 
 
+def _varied_background(rng: np.random.Generator, parts: SceneParts) -> None:
+    kind = int(rng.integers(3))
+    c1 = textures.random_colour(rng, (0.0, 1.0), (0.0, 0.6), (0.35, 0.9))
+    if kind == 0:
+        top = textures.wood(rng, c1, size=256)
+    elif kind == 1:
+        c2 = tuple(np.clip(np.asarray(c1) * rng.uniform(0.6, 0.9), 0, 1))
+        top = textures.checker(rng, c1, c2, cells=int(rng.integers(6, 24)), size=256)
+    else:
+        top = textures.speckle(rng, c1, cells=int(rng.integers(8, 40)), size=256, contrast=float(rng.uniform(0.2, 0.6)))
+    mat_table = parts.material("table_mat", top)
+    f1 = textures.random_colour(rng, (0.0, 1.0), (0.0, 0.3), (0.25, 0.6))
+    f2 = tuple(np.clip(np.asarray(f1) * 0.85, 0, 1))
+    parts.assets["floor.png"] = textures.png_bytes(textures.checker(rng, f1, f2, cells=8, size=128))
+    wall = textures.random_colour(rng, (0.0, 1.0), (0.0, 0.5), (0.5, 0.95))
+    parts.assets["wall.png"] = textures.png_bytes(textures.speckle(rng, wall, cells=int(rng.integers(6, 30)), size=128,
+                                                                   contrast=float(rng.uniform(0.1, 0.5))))
+    parts.asset_xml += ['<texture name="floor_tex" type="2d" file="floor.png"/>',
+                        '<material name="floor_mat" texture="floor_tex" texrepeat="6 6" texuniform="true"/>',
+                        '<texture name="wall_tex" type="2d" file="wall.png"/>',
+                        '<material name="wall_mat" texture="wall_tex" texrepeat="4 4" texuniform="true"/>']
+    tx, (hx, hy, hz) = TABLE_CENTER_X, TABLE_HALF
+    legs = "".join(
+        f'\n  <geom type="box" pos="{tx + sx * (hx - 0.05):.4g} {sy * (hy - 0.05):.4g} -0.4" size="0.03 0.03 0.36" '
+        f'rgba="0.3 0.3 0.32 1" contype="0" conaffinity="0"/>' for sx in (-1, 1) for sy in (-1, 1))
+    wall_x = tx + hx + 0.15
+    parts.body_xml.insert(0, (
+        '<geom name="floor" type="plane" pos="0 0 -0.76" size="4 4 0.1" material="floor_mat"/>\n'
+        f'<geom name="wall" type="box" pos="{wall_x:.4g} 0 0.3" size="0.02 2.5 1.06" material="wall_mat" '
+        f'contype="0" conaffinity="0"/>\n'
+        f'<body name="table" pos="{tx} 0 {-hz}">\n'
+        f'  <geom name="table_top" type="box" size="{fmt(TABLE_HALF)}" material="{mat_table}"/>\n'
+        f'</body>\n<body name="table_legs" pos="0 0 0">{legs}\n</body>'))
+
+
 def _occluder() -> str:
     """A skin-coloured hand: palm ellipsoid, four fingers and a thumb (mocap, no collisions).
     Local frame: palm faces -y (the camera side when placed by the video generator)."""
@@ -66,8 +105,10 @@ ROBOTS: tuple[str, ...] = ("panda", "floating")
 
 
 def compose(task: Task, camera: CameraModel, rng: np.random.Generator, *, robot: str = "panda",
-            hand_quat_wxyz: np.ndarray | None = None) -> tuple[str, dict[str, bytes]]:
-    """-> (MJCF XML, assets). ``rng`` draws the table/lighting; ``task`` draws its own objects.
+            hand_quat_wxyz: np.ndarray | None = None,
+            background_rng: np.random.Generator | None = None) -> tuple[str, dict[str, bytes]]:
+    """-> (MJCF XML, assets). ``rng`` draws the table/lighting; ``task`` draws its own objects;
+    ``background_rng`` (the background variation) draws a varied table, floor, wall and lighting instead.
     ``robot``: ``panda`` (the arm on the table at the origin) or ``floating`` (the Franka Hand on
     three slide joints, held at ``hand_quat_wxyz``; see ``panda_model.floating_hand_body_xml``)."""
     if robot not in ROBOTS:
@@ -78,7 +119,9 @@ def compose(task: Task, camera: CameraModel, rng: np.random.Generator, *, robot:
         q = np.array([1.0, 0.0, 0.0, 0.0]) if hand_quat_wxyz is None else np.asarray(hand_quat_wxyz, float)
         robot_body, robot_act = panda_model.floating_hand_body_xml(q), panda_model.floating_actuator_xml()
     parts = SceneParts()
-    _table_and_room(rng, parts)
+    if background_rng is not None:
+        rng = background_rng
+    _table_and_room(rng, parts, varied=background_rng is not None)
     task.build(parts)
     light_jitter = rng.uniform(-0.15, 0.15, size=2)
     assets = dict(panda_model.mesh_assets())

@@ -309,6 +309,7 @@ class OpenToasterOven(OpenOven):
     instruction = "Open the toaster oven."
     object_prompt = "toaster oven"
     object_bodies = ("oven", "oven_door")  # body + door: the mask covers more than the moving part
+    static_parts = ("oven",)
 
 
 class OpenCabinetDrawer(OpenDrawer):
@@ -320,3 +321,4 @@ class OpenCabinetDrawer(OpenDrawer):
     instruction = "Open the cabinet's drawer."
     object_prompt = "cabinet"
     object_bodies = ("cabinet", "drawer")  # carcass + drawer: the mask covers more than the moving part
+    static_parts = ("cabinet",)

@@ -100,7 +100,8 @@ class Task:
     name: str = ""
     instruction: str = ""
     object_prompt: str = ""
-    object_bodies: tuple[str, ...] = ()  # bodies that move: the flow's object (segmentation ids)
+    object_bodies: tuple[str, ...] = ()  # the object's bodies: the flow's object (segmentation ids)
+    static_parts: tuple[str, ...] = ()  # object bodies that stay put (the mask covers more than the moving part)
     thumb_body: str | None = None  # where a hand would hold it in the video (thumb point), or None
     thumb_local: np.ndarray | None = None  # in thumb_body's frame (m)
     flex_bodies: dict[str, str] = {}  # flex name -> the body its pixels count as in segmentation
