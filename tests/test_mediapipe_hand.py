@@ -227,10 +227,10 @@ def test_drawn_hands_held_out(hand: mph.MediaPipeHand) -> None:
 
 def _scene_images() -> list[np.ndarray]:
     from dream2flow.sim.env import make_env
-    from dream2flow.sim.tasks import TASK_CLASSES
 
     out = []
-    for i, task in enumerate(sorted(TASK_CLASSES)):
+    # the scenes these criteria were measured on (tasks added later would shift the seeds and scenes)
+    for i, task in enumerate(("bread_in_bowl", "open_door", "open_drawer", "open_oven")):
         with make_env(task, 9301 + i) as env:
             out.append(env.render_rgb())
     return out
