@@ -203,7 +203,7 @@ def test_eval_refuses_an_unknown_variation() -> None:
 
 @pytest.mark.slow
 def test_quick_eval_cover_bowl(tmp_path) -> None:
-    """The recipe of the committed table (bench/results/cover_bowl): one seeded episode, every method
+    """The recipe of the committed table (bench/results/issue18/): one seeded episode, every method
     on the same video and flow. Seed 1: Dream2Flow covers the bowl, both rigid baselines do not."""
     out = tmp_path / "eval.json"
     r = _cli("eval", "--tasks", "cover_bowl", "--episodes", "1", "--seed", "1", "--json", str(out))
