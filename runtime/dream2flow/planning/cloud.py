@@ -37,14 +37,25 @@ def backproject(rgbd: "RGBD", mask: np.ndarray | None = None) -> tuple[np.ndarra
 def voxel_downsample(points: np.ndarray, voxel_m: float, extra: np.ndarray | None = None
                      ) -> tuple[np.ndarray, np.ndarray | None]:
     """Mean point per voxel (deterministic: voxels in lexicographic order). ``extra`` [N,...]
-    is averaged alongside (e.g. pixels)."""
+    is averaged alongside (e.g. pixels).
+
+    Why one integer key per voxel: ``np.unique(axis=0)`` on [N,3] keys sorts rows as structured
+    records (~10x slower); the flattened key ``(kx·Ny + ky)·Nz + kz`` over the cloud's own extent
+    sorts the same voxels into the same (lexicographic) order, and per-voxel sums accumulate in
+    input order either way, so the result is bit-identical."""
     if len(points) == 0:
         return points.reshape(0, 3), extra
     keys = np.floor(points / voxel_m).astype(np.int64)
-    _, inv, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    kmin = keys.min(0)
+    span = keys.max(0) - kmin + 1
+    if float(span[0]) * float(span[1]) * float(span[2]) < 2.0 ** 62:
+        k = keys - kmin
+        flat = (k[:, 0] * span[1] + k[:, 1]) * span[2] + k[:, 2]
+        _, inv, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    else:  # an absurd extent (bad depth): the general row-wise unique
+        _, inv, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
     inv = inv.ravel()
-    out = np.zeros((len(counts), 3))
-    np.add.at(out, inv, points)
+    out = np.stack([np.bincount(inv, weights=points[:, j], minlength=len(counts)) for j in range(3)], axis=1)
     out /= counts[:, None]
     ex = None
     if extra is not None:

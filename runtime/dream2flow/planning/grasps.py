@@ -29,6 +29,8 @@ the tie-breaker. The planner then takes the first proposal in that order that IK
 
 from __future__ import annotations
 
+import itertools
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -60,16 +62,31 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(n, 1e-12)
 
 
+def _unit3(v: np.ndarray) -> np.ndarray:
+    """``_unit`` of one 3-vector (scalar arithmetic: a small-array ufunc call costs more than the maths)."""
+    x, y, z = float(v[0]), float(v[1]), float(v[2])
+    n = max(math.sqrt(x * x + y * y + z * z), 1e-12)
+    return np.array([x / n, y / n, z / n])
+
+
 def _frame(a: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     """Rotation [3,3] with z = a, y = y orthogonalised against a; None when degenerate."""
-    a = _unit(a)
-    y = y - a * float(a @ y)
-    ny = np.linalg.norm(y)
+    a = _unit3(a)
+    a0, a1, a2 = float(a[0]), float(a[1]), float(a[2])
+    y0, y1, y2 = float(y[0]), float(y[1]), float(y[2])
+    d = a0 * y0 + a1 * y1 + a2 * y2
+    y0, y1, y2 = y0 - a0 * d, y1 - a1 * d, y2 - a2 * d
+    ny = math.sqrt(y0 * y0 + y1 * y1 + y2 * y2)
     if ny < 0.3:
         return None
-    y = y / ny
-    x = np.cross(y, a)
-    return np.stack([x, y, a], axis=1)
+    y0, y1, y2 = y0 / ny, y1 / ny, y2 / ny
+    # x = y × a
+    x0, x1, x2 = y1 * a2 - y2 * a1, y2 * a0 - y0 * a2, y0 * a1 - y1 * a0
+    return np.array([[x0, y0, a0], [x1, y1, a1], [x2, y2, a2]])
+
+
+def _cross3(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.array([u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]])
 
 
 def _gripper_boxes(w_open: float, pre: float) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -84,78 +101,221 @@ def _gripper_boxes(w_open: float, pre: float) -> list[tuple[np.ndarray, np.ndarr
     ]
 
 
-def _box_corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+def _in_frames(points: np.ndarray, o: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """``points`` [N,3] in each of F frames (origins ``o`` [F,3], rotations ``R`` [F,3,3]):
+    [F,N,3] = (points - o_f) R_f, computed as points·[R_1 … R_F] − o_f R_f (one matrix product)."""
+    F = len(o)
+    P = points @ R.transpose(1, 0, 2).reshape(3, 3 * F)        # [N,3F]
+    oR = np.einsum("fj,fji->fi", o, R)                          # [F,3]
+    return P.reshape(len(points), F, 3).transpose(1, 0, 2) - oR[:, None, :]
 
 
-def _evaluate(o: np.ndarray, R: np.ndarray, obj: np.ndarray, obj_n: np.ndarray, scene: np.ndarray,
-              scene_tree, cfg: "PlannerConfig", part_axis: np.ndarray | None
-              ) -> tuple[np.ndarray, float, float] | None:
-    """Re-centre, check and score one candidate. ``part_axis``: the local long axis of an
-    elongated part at the seed (None when not elongated). Returns (T_base_grasp, width_open, score) or None."""
+def _masked_min_max(x: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise min and max of ``x`` [F,N] over ``m`` [F,N] (+inf / -inf for an empty row)."""
+    return np.where(m, x, np.inf).min(1), np.where(m, x, -np.inf).max(1)
+
+
+def _evaluate_batch(o: np.ndarray, R: np.ndarray, obj: np.ndarray, obj_n: np.ndarray, scene: np.ndarray,
+                    scene_tree, cfg: "PlannerConfig", part_axis: np.ndarray | None
+                    ) -> list[tuple[np.ndarray, float, float] | None]:
+    """Re-centre, check and score candidate frames (origins ``o`` [F,3], rotations ``R`` [F,3,3])
+    against one seed's neighbourhood ``obj`` [N,3] / normals ``obj_n`` [N,3], all at once.
+    ``part_axis``: the local long axis of an elongated part at the seed (None when not elongated).
+    Returns per frame (T_base_grasp, width_open, score) or None (the rules in the module doc)."""
+    F = len(o)
     max_w = cfg.gripper_max_width_m
     clear = cfg.grasp_clearance_m
-    L = (obj - o) @ R
-    in_z = (L[:, 2] >= SLAB_Z[0]) & (L[:, 2] <= SLAB_Z[1])
-    slab = (np.abs(L[:, 0]) <= SLAB_HALF_X) & in_z & (np.abs(L[:, 1]) <= 0.06)
-    if slab.sum() < MIN_POINTS_BETWEEN:
-        return None
-    ys = L[slab, 1]
-    shift_y = 0.5 * (float(ys.min()) + float(ys.max()))
+    out: list[tuple[np.ndarray, float, float] | None] = [None] * F
+    with np.errstate(invalid="ignore"):  # empty rows: inf - inf (such frames are already rejected)
+        return _evaluate_rows(o, R, obj, obj_n, scene, scene_tree, cfg, part_axis, out)
+
+
+def _evaluate_rows(o, R, obj, obj_n, scene, scene_tree, cfg, part_axis, out):
+    from scipy.spatial import cKDTree
+
+    F = len(o)
+    max_w = cfg.gripper_max_width_m
+    clear = cfg.grasp_clearance_m
+    # points in each candidate frame, L[f] = (obj - o_f) R_f, as one matrix product for all frames
+    L = _in_frames(obj, o, R)                                    # [F,N,3]
+    L0, L1, L2 = L[..., 0], L[..., 1], L[..., 2]
+    in_z = (L2 >= SLAB_Z[0]) & (L2 <= SLAB_Z[1])
+    y_win = np.abs(L1) <= 0.06
+    slab = (np.abs(L0) <= SLAB_HALF_X) & in_z & y_win
+    ok = slab.sum(1) >= MIN_POINTS_BETWEEN
+    ys_min, ys_max = _masked_min_max(L1, slab)
+    shift_y = 0.5 * (ys_min + ys_max)
     # centre along the finger-width axis too when the part is short there (a block, a knob):
     # a grasp across a corner becomes a grasp across the middle
-    band = in_z & (np.abs(L[:, 1] - shift_y) <= 0.04) & (np.abs(L[:, 0]) <= 0.09)
-    xs = L[band, 0]
-    shift_x = 0.0
-    if len(xs) and xs.min() > -0.088 and xs.max() < 0.088:
-        shift_x = 0.5 * (float(xs.min()) + float(xs.max()))
-        L = L - np.array([shift_x, 0.0, 0.0])
-        slab = (np.abs(L[:, 0]) <= SLAB_HALF_X) & in_z & (np.abs(L[:, 1]) <= 0.06)
-        if slab.sum() < MIN_POINTS_BETWEEN:
-            return None
-        ys = L[slab, 1]
-    y_min, y_max = float(ys.min()), float(ys.max())
-    if y_min < -0.058 or y_max > 0.058:
-        return None  # the surface continues past the window: wider than the gripper
-    width = y_max - y_min + VOXEL_M
-    if width + 2 * clear > max_w:
-        return None
-    w_open = min(max_w, width + 2 * clear)
-    shift = 0.5 * (y_min + y_max)
-    o = o + R[:, 0] * shift_x + R[:, 1] * shift
+    band = in_z & (np.abs(L1 - shift_y[:, None]) <= 0.04) & (np.abs(L0) <= 0.09)
+    xs_min, xs_max = _masked_min_max(L0, band)
+    do_x = ok & band.any(1) & (xs_min > -0.088) & (xs_max < 0.088)
+    shift_x = np.where(do_x, 0.5 * (xs_min + xs_max), 0.0)
+    if do_x.any():
+        L0 = np.where(do_x[:, None], L0 - shift_x[:, None], L0)
+        slab = np.where(do_x[:, None], (np.abs(L0) <= SLAB_HALF_X) & in_z & y_win, slab)
+        ok &= slab.sum(1) >= MIN_POINTS_BETWEEN
+        ys_min, ys_max = _masked_min_max(L1, slab)
+    ok &= (ys_min >= -0.058) & (ys_max <= 0.058)  # else the surface continues past the window: too wide
+    width = ys_max - ys_min + VOXEL_M
+    ok &= width + 2 * clear <= max_w
+    if not ok.any():
+        return out
+    w_open = np.minimum(max_w, width + 2 * clear)
+    shift = 0.5 * (ys_min + ys_max)
+    o_new = o + R[:, :, 0] * shift_x[:, None] + R[:, :, 1] * shift[:, None]
+    # no part of the hand (fingers, palm, swept from the pre-grasp pose) below the table: the lowest
+    # corner of each box is o_z + sum_k min(lo_k R_2k, hi_k R_2k)
+    pre = cfg.pregrasp_offset_m
+    zf, zp = (-FINGER_LEN - pre, 0.0), (-FINGER_LEN - PALM_DEPTH - pre, -FINGER_LEN)
+    half = w_open / 2
+    ones = np.ones(F)
+    boxes = [  # (lo, hi) per box, each [F,3]
+        (np.stack([-FINGER_HALF_X * ones, half, zf[0] * ones], 1), np.stack([FINGER_HALF_X * ones, half + FINGER_THICK_Y, zf[1] * ones], 1)),
+        (np.stack([-FINGER_HALF_X * ones, -half - FINGER_THICK_Y, zf[0] * ones], 1), np.stack([FINGER_HALF_X * ones, -half, zf[1] * ones], 1)),
+        (np.stack([-PALM_HALF_X * ones, -PALM_HALF_Y * ones, zp[0] * ones], 1), np.stack([PALM_HALF_X * ones, PALM_HALF_Y * ones, zp[1] * ones], 1)),
+    ]
+    Rz = R[:, 2, :]  # [F,3] third row: z-components of the frame's axes
+    for lo, hi in boxes:
+        zmin = o_new[:, 2] + np.minimum(lo * Rz, hi * Rz).sum(1)
+        ok &= zmin >= TABLE_CLEARANCE_M
+    idx_ok = np.flatnonzero(ok)
     # collisions: scene points inside the swept fingers/palm (pre-filtered by a bounding sphere)
-    if scene_tree is not None:
-        c = o - R[:, 2] * (0.5 * (FINGER_LEN + PALM_DEPTH + cfg.pregrasp_offset_m))
-        r = np.sqrt((0.5 * (FINGER_LEN + PALM_DEPTH + cfg.pregrasp_offset_m)) ** 2 + PALM_HALF_Y ** 2 + PALM_HALF_X ** 2)
-        S = (scene[np.array(scene_tree.query_ball_point(c, r + 1e-3), dtype=np.int64)] - o) @ R
-    else:
-        S = np.zeros((0, 3))
-    hits = 0
-    for lo, hi in _gripper_boxes(w_open, cfg.pregrasp_offset_m):
-        hits += int(np.all((S >= lo) & (S <= hi), axis=1).sum())
-        corners_z = (_box_corners(lo, hi) @ R.T + o)[:, 2]
-        if corners_z.min() < TABLE_CLEARANCE_M:
-            return None
-    if hits > MAX_COLLISION_POINTS:
-        return None
-    # quality
-    Ls = L[slab]
-    Ls[:, 1] -= shift
-    ns = obj_n[slab] @ R  # normals in the TCP frame
-    lo_c = Ls[:, 1] <= Ls[:, 1].min() + 0.006
-    hi_c = Ls[:, 1] >= Ls[:, 1].max() - 0.006
+    if scene_tree is not None and len(idx_ok):
+        half_len = 0.5 * (FINGER_LEN + PALM_DEPTH + pre)
+        rad = math.sqrt(half_len ** 2 + PALM_HALF_Y ** 2 + PALM_HALF_X ** 2)
+        c = o_new[idx_ok] - R[idx_ok, :, 2] * half_len
+        pairs = cKDTree(c).sparse_distance_matrix(scene_tree, rad + 1e-3, output_type="ndarray")
+        if len(pairs):
+            fid, sid = pairs["i"], pairs["j"]
+            # only the scene points near some frame are transformed (into every frame, one product)
+            used = np.zeros(len(scene), dtype=bool)
+            used[sid] = True
+            rows = np.cumsum(used) - 1
+            Rk = R[idx_ok]
+            P = (scene[used] @ Rk.transpose(1, 0, 2).reshape(3, -1)).reshape(-1, len(idx_ok), 3)  # [M,F',3]
+            S = P[rows[sid], fid] - np.einsum("fj,fji->fi", o_new[idx_ok], Rk)[fid]              # [K,3]
+            S0, S1, S2 = np.abs(S[:, 0]), S[:, 1], S[:, 2]
+            # the boxes of _gripper_boxes: two fingers (|y| in [w/2, w/2 + thickness]) and the palm
+            y_rel = np.abs(S1) - half[idx_ok][fid]
+            finger = (S0 <= FINGER_HALF_X) & (S2 >= zf[0]) & (S2 <= zf[1]) & (y_rel >= 0.0) & (y_rel <= FINGER_THICK_Y)
+            palm = (S0 <= PALM_HALF_X) & (np.abs(S1) <= PALM_HALF_Y) & (S2 >= zp[0]) & (S2 <= zp[1])
+            # a point in a finger's swept volume and the palm's counts twice, as box by box
+            hits = np.bincount(fid[finger], minlength=len(idx_ok)) + np.bincount(fid[palm], minlength=len(idx_ok))
+            ok[idx_ok[hits > MAX_COLLISION_POINTS]] = False
+            idx_ok = np.flatnonzero(ok)
+    if not len(idx_ok):
+        return out
+    # quality, on the surviving frames
+    sl = slab[idx_ok]
+    Ls1 = np.where(sl, L1[idx_ok] - shift[idx_ok, None], 0.0)
+    l1_min, l1_max = _masked_min_max(Ls1, sl)
+    ns1 = obj_n @ R[idx_ok, :, 1].T                           # [N,F'] normals along the closing axis
+    ns1 = ns1.T
+    lo_c = sl & (Ls1 <= l1_min[:, None] + 0.006)
+    hi_c = sl & (Ls1 >= l1_max[:, None] - 0.006)
     # squared cosines: an oblique contact (normal 50 deg off the closing axis) counts ~0.4, not 0.6
-    anti = 0.5 * ((np.maximum(0.0, -ns[lo_c, 1]) ** 2).mean() + (np.maximum(0.0, ns[hi_c, 1]) ** 2).mean())
-    fill = min(1.0, slab.sum() / 25.0)
-    depth = min(1.0, (Ls[:, 2].max() - Ls[:, 2].min()) / 0.03)
-    narrow = 1.0 - width / max_w
+    a_lo = np.where(lo_c, np.maximum(0.0, -ns1) ** 2, 0.0).sum(1) / lo_c.sum(1)
+    a_hi = np.where(hi_c, np.maximum(0.0, ns1) ** 2, 0.0).sum(1) / hi_c.sum(1)
+    anti = 0.5 * (a_lo + a_hi)
+    n_sl = sl.sum(1)
+    fill = np.minimum(1.0, n_sl / 25.0)
+    z_min, z_max = _masked_min_max(L2[idx_ok], sl)
+    depth = np.minimum(1.0, (z_max - z_min) / 0.03)
+    narrow = 1.0 - width[idx_ok] / max_w
     # a bar is closed across, not along a diagonal: its long axis should run along the finger-width axis x
-    perp = 1.0 if part_axis is None else float(abs(part_axis @ R[:, 0]))
+    perp = np.ones(len(idx_ok)) if part_axis is None else np.abs(R[idx_ok, :, 0] @ part_axis)
     score = (0.4 * anti + 0.2 * fill + 0.25 * depth + 0.15 * narrow) * perp
-    T = np.eye(4)
-    T[:3, :3] = R
-    T[:3, 3] = o
-    return T, w_open, float(score)
+    for k, f in enumerate(idx_ok):
+        T = np.eye(4)
+        T[:3, :3] = R[f]
+        T[:3, 3] = o_new[f]
+        out[f] = (T, float(w_open[f]), float(score[k]))
+    return out
+
+
+def _local_axis(loc: np.ndarray) -> np.ndarray | None:
+    """Long axis of a local point set when it is elongated (largest PCA variance > 3x the next)."""
+    if len(loc) < 5:
+        return None
+    c = loc - loc.mean(0)
+    ev, evec = np.linalg.eigh(c.T @ c)
+    return evec[:, 2] if ev[2] > 3.0 * max(ev[1], 1e-12) else None
+
+
+def _seed_frames(p: np.ndarray, nrm: np.ndarray, ray: np.ndarray, obj_nb: np.ndarray, obj_nb_n: np.ndarray,
+                 dnb: np.ndarray, part_axis: np.ndarray | None, cfg: "PlannerConfig"
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Candidate (origins, rotations) around one seed point ``p`` (module doc): thin-axis frames
+    along a few approaches, and antipodal pairs."""
+    down = np.array([0.0, 0.0, -1.0])
+    origins: list[np.ndarray] = []
+    rots: list[np.ndarray] = []
+    near = dnb <= 0.03
+    rel = obj_nb - p
+    approaches: list[np.ndarray] = []
+    tilted: list[bool] = []
+    # face-on (−normal), top-down, camera ray; and face-on tilted 30/50/70 deg down (a Panda
+    # reaches horizontal poses at table height badly: a low handle is taken from above-front)
+    cands: list[tuple[np.ndarray, bool]] = [(-nrm, False), (down, False), (ray, False)]
+    if abs(nrm[2]) < 0.7:
+        h = _unit3(-nrm * np.array([1.0, 1.0, 0.0]))
+        cands += [(_unit3(math.cos(math.radians(t)) * h + math.sin(math.radians(t)) * down), True)
+                  for t in (30.0, 50.0, 70.0)]
+    for a, is_tilt in cands:
+        a = _unit3(a)
+        if a[2] > 0.5 or any(float(a @ b) > 0.95 for b in approaches):
+            continue
+        approaches.append(a)
+        tilted.append(is_tilt)
+    if approaches:
+        A = np.array(approaches)
+        close_all = near[None] & (np.abs(A @ rel.T) <= 0.015)       # [A,N]
+    for ai, (a, is_tilt) in enumerate(zip(approaches, tilted)):
+        u = _frame(a, np.array([1.0, 0.0, 0.0]) if abs(a[0]) < 0.9 else np.array([0.0, 1.0, 0.0]))
+        close = close_all[ai]
+        # the part's cross-section at the fingers' depth (not the surface behind a handle)
+        if u is None or int(close.sum()) < 3:
+            continue
+        sel = obj_nb[close]
+        local = sel - sel.mean(0)
+        pu = local @ u[:, :2]  # coordinates in the plane across the approach
+        _, vecs = np.linalg.eigh(pu.T @ pu)
+        e_thin, e_long = vecs[:, 0], vecs[:, 1]
+        if is_tilt and part_axis is None:
+            axes = [u[:, :2] @ e_thin]
+        elif is_tilt:
+            axes = [_cross3(part_axis, a)]  # across the part's axis
+        else:
+            diag = (_unit(e_thin + e_long), _unit(e_thin - e_long))
+            axes = [u[:, :2] @ e for e in (e_thin, e_long) + diag]  # thinnest, longest, the diagonals
+            if part_axis is not None:
+                axes.insert(0, _cross3(part_axis, a))
+        for y_ax in axes:
+            R = _frame(a, y_ax)
+            if R is None:
+                continue
+            for d in (0.012, 0.025):
+                origins.append(p + a * d)
+                rots.append(R)
+    # antipodal candidates: an opposing surface along -normal
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosang = (rel @ -nrm) / dnb
+    opp = (dnb > 0.004) & (dnb < cfg.gripper_max_width_m - 2 * cfg.grasp_clearance_m) & (cosang > np.cos(np.radians(15))) \
+        & ((obj_nb_n @ nrm) < -0.8)
+    if opp.any():
+        j = np.flatnonzero(opp)[np.argmin(dnb[opp])]
+        q = obj_nb[j]
+        y = _unit3(q - p)
+        c = 0.5 * (p + q)
+        for a in (down, ray):
+            R = _frame(a - y * float(a @ y), y)
+            if R is None or R[2, 2] > 0.5:
+                continue
+            for d in (0.0, 0.01):
+                origins.append(c + R[:, 2] * d)
+                rots.append(R)
+    return origins, rots
 
 
 def propose_grasps(obj_points: np.ndarray, obj_normals: np.ndarray, scene_points: np.ndarray, *,
@@ -175,79 +335,23 @@ def propose_grasps(obj_points: np.ndarray, obj_normals: np.ndarray, scene_points
     obj_tree = cKDTree(obj_points)
     scene_tree = cKDTree(scene_points) if len(scene_points) else None
     seeds = np.sort(rng.choice(n, size=min(cfg.grasp_seeds, n), replace=False))
-    down = np.array([0.0, 0.0, -1.0])
+    neighbours = obj_tree.query_ball_point(obj_points[seeds], 0.07, return_sorted=False)
     out: list[tuple[float, int, Grasp]] = []
     counter = 0
-    for i in seeds:
+    for i, nb in zip(seeds, neighbours):
         p, nrm = obj_points[i], obj_normals[i]
-        ray = _unit(p - camera_pos)
-        obj_idx = np.array(obj_tree.query_ball_point(p, 0.07), dtype=np.int64)
+        ray = _unit3(p - camera_pos)
+        obj_idx = np.asarray(nb, dtype=np.int64)
         obj_nb, obj_nb_n = obj_points[obj_idx], obj_normals[obj_idx]
-        frames: list[tuple[np.ndarray, np.ndarray]] = []  # (origin, R)
-        # the local part axis (a handle bar, a block's edge): long axis of the points within 2.5 cm
         dnb = np.linalg.norm(obj_nb - p, axis=1)
-        loc = obj_nb[dnb <= 0.025]
-        part_axis = None
-        if len(loc) >= 5:
-            ev, evec = np.linalg.eigh((loc - loc.mean(0)).T @ (loc - loc.mean(0)))
-            if ev[2] > 3.0 * max(ev[1], 1e-12):
-                part_axis = evec[:, 2]
-        # thin-axis candidates
-        near = dnb <= 0.03
-        approaches = []
-        # face-on (−normal), top-down, camera ray; and face-on tilted 30/50/70 deg down (a Panda
-        # reaches horizontal poses at table height badly: a low handle is taken from above-front)
-        tilts = [_unit(np.cos(np.radians(t)) * _unit(-nrm * np.array([1.0, 1.0, 0.0])) + np.sin(np.radians(t)) * down)
-                 for t in (30.0, 50.0, 70.0)] if abs(nrm[2]) < 0.7 else []
-        tilted = []
-        for a, is_tilt in [(-nrm, False), (down, False), (ray, False)] + [(t, True) for t in tilts]:
-            a = _unit(a)
-            if a[2] > 0.5 or any(float(a @ b) > 0.95 for b in approaches):
-                continue
-            approaches.append(a)
-            tilted.append(is_tilt)
-        for a, is_tilt in zip(approaches, tilted):
-            u = _frame(a, np.array([1.0, 0.0, 0.0]) if abs(a[0]) < 0.9 else np.array([0.0, 1.0, 0.0]))
-            # the part's cross-section at the fingers' depth (not the surface behind a handle)
-            close = near & (np.abs((obj_nb - p) @ a) <= 0.015)
-            local = obj_nb[close] - obj_nb[close].mean(0) if close.any() else np.zeros((0, 3))
-            if u is None or len(local) < 3:
-                continue
-            pu = local @ u[:, :2]  # coordinates in the plane across the approach
-            _, vecs = np.linalg.eigh(pu.T @ pu)
-            e_thin, e_long = vecs[:, 0], vecs[:, 1]
-            diag = (_unit(e_thin + e_long), _unit(e_thin - e_long))
-            axes = [u[:, :2] @ e for e in (e_thin, e_long) + diag]  # thinnest, longest, the diagonals
-            if part_axis is not None:
-                axes.insert(0, np.cross(part_axis, a))  # across the part's axis
-            if is_tilt:
-                axes = axes[:1]
-            for y_ax in axes:
-                R = _frame(a, y_ax)
-                if R is None:
-                    continue
-                for d in (0.012, 0.025):
-                    frames.append((p + a * d, R))
-        # antipodal candidates: an opposing surface along -normal
-        vec = obj_nb - p
-        dist = np.linalg.norm(vec, axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cosang = (vec @ -nrm) / dist
-        opp = (dist > 0.004) & (dist < cfg.gripper_max_width_m - 2 * cfg.grasp_clearance_m) & (cosang > np.cos(np.radians(15))) \
-            & ((obj_nb_n @ nrm) < -0.8)
-        if opp.any():
-            j = np.flatnonzero(opp)[np.argmin(dist[opp])]
-            q = obj_nb[j]
-            y = _unit(q - p)
-            c = 0.5 * (p + q)
-            for a in (down, ray):
-                R = _frame(a - y * float(a @ y), y)
-                if R is None or R[2, 2] > 0.5:
-                    continue
-                for d in (0.0, 0.01):
-                    frames.append((c + R[:, 2] * d, R))
-        for o, R in frames:
-            res = _evaluate(o, R, obj_nb, obj_nb_n, scene_points, scene_tree, cfg, part_axis)
+        # the local part axis (a handle bar, a block's edge): long axis of the points within 2.5 cm
+        part_axis = _local_axis(obj_nb[dnb <= 0.025])
+        origins, rots = _seed_frames(p, nrm, ray, obj_nb, obj_nb_n, dnb, part_axis, cfg)
+        if not origins:
+            continue
+        results = _evaluate_batch(np.array(origins), np.array(rots), obj_nb, obj_nb_n, scene_points, scene_tree, cfg,
+                                  part_axis)
+        for res in results:
             if res is not None:
                 T, w, s = res
                 out.append((s, counter, Grasp(T_base_grasp=T, width_m=w, score=s)))
