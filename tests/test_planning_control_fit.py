@@ -27,6 +27,16 @@ def test_too_fast_plan_is_slowed_until_the_loop_accepts_it() -> None:
     fitted = _fit_to_control_loop(fast, q[0])
     assert fitted.dt_s > fast.dt_s and np.array_equal(fitted.q, fast.q)
     assert preflight(fitted, q[0]) is None and fitted.meta["control_preflight"]["passed"]
+    # the slow-down is computed from the stream's usage of the limits, not found by many retries
+    assert fitted.meta["control_preflight"]["checks"] <= 3
+
+
+def test_computed_slowdown_is_close_to_the_smallest_that_passes() -> None:
+    q = np.repeat(LIM.q_ready[None], 12, axis=0)
+    q[5:8, 0] += np.array([0.25, 0.5, 0.25])
+    fitted = _fit_to_control_loop(_plan(q, 0.1), q[0])
+    # 3 % slower would pass too (the margin), but not 15 % faster: the scale is not a coarse over-estimate
+    assert preflight(_plan(q, fitted.dt_s / 1.15), q[0]) is not None
 
 
 def test_plan_through_a_joint_limit_is_refused_not_slowed() -> None:

@@ -209,6 +209,15 @@ def preflight(plan: Plan, q_start: np.ndarray, *, rate_hz: float | None = None, 
     """The loop's pre-flight check without a robot: the first violation the safety layer would
     refuse for ``plan`` started from joints ``q_start`` [7] rad (interpolated stream included),
     or None. Planners call it so that a plan they return is one the loop will run."""
+    return preflight_usage(plan, q_start, rate_hz=rate_hz, config=config, limits=limits, usage=False)[0]
+
+
+def preflight_usage(plan: Plan, q_start: np.ndarray, *, rate_hz: float | None = None,
+                    config: LoopConfig | None = None, limits: RobotLimits | None = None,
+                    usage: bool = True) -> tuple[str | None, dict[str, float] | None]:
+    """``preflight`` and, with ``usage``, the stream's largest velocity / acceleration / jerk as
+    fractions of the loop's limits (``SafetyLayer.stream_usage``): a planner computes from them the
+    time scaling that passes, instead of guessing (``None`` when the move-to-start is refused)."""
     cfg = config or load_loop_config()
     lim = limits or load_robot_limits()
     rate = float(rate_hz if rate_hz is not None else cfg.rate_hz)
@@ -217,9 +226,10 @@ def preflight(plan: Plan, q_start: np.ndarray, *, rate_hz: float | None = None, 
     safety = SafetyLayer(lim, cfg)
     refused = safety.check_start(q_start, plan.q[0], traj.start_segment_s)
     if refused is not None:
-        return refused
+        return refused, None
     stream = sample_stream(traj, rate)
-    return safety.check_stream(stream.t_s, stream.q, q_start, cfg.start_tolerance_rad, 1.0 / rate)
+    violation = safety.check_stream(stream.t_s, stream.q, q_start, cfg.start_tolerance_rad, 1.0 / rate)
+    return violation, (safety.stream_usage(stream.t_s, stream.q, 1.0 / rate) if usage else None)
 
 
 def replay_log(log_: CommandLog, backend: RobotBackend, *, rate_hz: float | None = None, dry_run: bool = False,

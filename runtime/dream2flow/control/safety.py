@@ -119,16 +119,11 @@ class SafetyLayer:
                             f"{self.config.joint_margin_rad:g} rad margin [{self.q_lo[j]:.4f}, {self.q_hi[j]:.4f}] "
                             f"at t={tc[i]:.3f} s"))
 
-        # Finite differences over (possibly uneven) plan time, evaluated at interval midpoints.
         dt = np.diff(t)
         if (dt <= 0).any():
             k = int(np.argmax(dt <= 0))
             return f"command times do not increase at t={t[k + 1]:.3f} s"
-        v = np.diff(q, axis=0) / dt[:, None]                       # at midpoints m
-        m = 0.5 * (t[1:] + t[:-1])
-        a = np.diff(v, axis=0) / np.diff(m)[:, None]
-        ma = 0.5 * (m[1:] + m[:-1])
-        jerk = np.diff(a, axis=0) / np.diff(ma)[:, None]
+        v, a, jerk = _differences(t, q)
         for name, arr, lim, unit, offset in (("velocity", v, self.v_max, "rad/s", 1), ("acceleration", a, self.a_max, "rad/s^2", 2),
                                              ("jerk", jerk, self.j_max, "rad/s^3", 3)):
             # row r of arr involves q rows r..r+offset; it belongs to candidate (r + offset - first)
@@ -155,6 +150,18 @@ class SafetyLayer:
         if not hits:
             return None
         return min(hits, key=lambda h: h[0])[1]
+
+    def stream_usage(self, t_s: np.ndarray, q: np.ndarray, period_s: float) -> dict[str, float]:
+        """Largest |velocity|, |acceleration| and |jerk| of a stream (with ``check_stream``'s rest
+        history) as fractions of the allowed limits (1.0 = at the limit): how much slower a plan
+        must run to pass, not only whether it does."""
+        t_s = np.asarray(t_s, dtype=np.float64)
+        q = np.asarray(q, dtype=np.float64)
+        t_hist, q_hist = self.history(t_s[0], q[0], period_s)
+        v, a, jerk = _differences(np.concatenate([t_hist, t_s]), np.concatenate([q_hist, q]))
+        return {"velocity": float(np.max(np.abs(v) / self.v_max)),
+                "acceleration": float(np.max(np.abs(a) / self.a_max)),
+                "jerk": float(np.max(np.abs(jerk) / self.j_max))}
 
     # -- move-to-start --------------------------------------------------------------------
     def check_start(self, q_measured: np.ndarray, q_plan_start: np.ndarray, duration_s: float) -> str | None:
@@ -213,6 +220,17 @@ class SafetyLayer:
         trails a moving target by about Kd/Kp x velocity; a sim or kinematic arm declares 0."""
         v = (np.asarray(q_hist[-1]) - np.asarray(q_hist[-2])) / (t_hist[-1] - t_hist[-2])
         return np.asarray(tracking_lag_s, dtype=np.float64) * np.abs(v)
+
+
+def _differences(t: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Velocity, acceleration and jerk [N-1|N-2|N-3, 7] of commands ``q`` [N,7] at increasing times
+    ``t`` [N]: finite differences over (possibly uneven) plan time, at interval midpoints."""
+    v = np.diff(q, axis=0) / np.diff(t)[:, None]               # at midpoints m
+    m = 0.5 * (t[1:] + t[:-1])
+    a = np.diff(v, axis=0) / np.diff(m)[:, None]
+    ma = 0.5 * (m[1:] + m[:-1])
+    jerk = np.diff(a, axis=0) / np.diff(ma)[:, None]
+    return v, a, jerk
 
 
 def _first(mask: np.ndarray) -> tuple[int, int]:

@@ -34,6 +34,24 @@ def backproject(rgbd: "RGBD", mask: np.ndarray | None = None) -> tuple[np.ndarra
     return rgbd.camera.backproject(px, d[v, u]), px
 
 
+def backproject_near(rgbd: "RGBD", centre: np.ndarray, radius_m: float) -> np.ndarray:
+    """Base-frame points [N,3] of the valid-depth pixels that lie within ``radius_m`` of ``centre``
+    [3] (base frame). The distance test runs in the camera frame (a rigid transform keeps
+    distances), so only the points kept are transformed: the same points as ``backproject`` then
+    a distance filter, at a fraction of the cost on a full image."""
+    cam = rgbd.camera
+    d = rgbd.depth_m
+    v, u = np.nonzero(d > 0)
+    z = d[v, u].astype(np.float64)
+    x = (u - cam.K[0, 2]) / cam.K[0, 0] * z
+    y = (v - cam.K[1, 2]) / cam.K[1, 1] * z
+    R, t = cam.T_base_cam[:3, :3], cam.T_base_cam[:3, 3]
+    cc = R.T @ (np.asarray(centre, dtype=np.float64) - t)
+    keep = (x - cc[0]) ** 2 + (y - cc[1]) ** 2 + (z - cc[2]) ** 2 < radius_m ** 2
+    pc = np.stack([x[keep], y[keep], z[keep]], axis=-1)
+    return pc @ R.T + t
+
+
 def voxel_downsample(points: np.ndarray, voxel_m: float, extra: np.ndarray | None = None
                      ) -> tuple[np.ndarray, np.ndarray | None]:
     """Mean point per voxel (deterministic: voxels in lexicographic order). ``extra`` [N,...]
@@ -41,14 +59,26 @@ def voxel_downsample(points: np.ndarray, voxel_m: float, extra: np.ndarray | Non
 
     Why one integer key per voxel: ``np.unique(axis=0)`` on [N,3] keys sorts rows as structured
     records (~10x slower); the flattened key ``(kx·Ny + ky)·Nz + kz`` over the cloud's own extent
-    sorts the same voxels into the same (lexicographic) order, and per-voxel sums accumulate in
-    input order either way, so the result is bit-identical."""
+    orders the same voxels the same (lexicographic) way, and per-voxel sums accumulate in input
+    order either way, so the result is bit-identical. When the extent is small (the usual case)
+    occupied keys are found by counting into a dense array, which needs no sort at all."""
     if len(points) == 0:
         return points.reshape(0, 3), extra
     keys = np.floor(points / voxel_m).astype(np.int64)
     kmin = keys.min(0)
     span = keys.max(0) - kmin + 1
-    if float(span[0]) * float(span[1]) * float(span[2]) < 2.0 ** 62:
+    n_keys = float(span[0]) * float(span[1]) * float(span[2])
+    if n_keys <= 8 * len(points) + 2 ** 20:
+        # a dense count per possible key: the occupied keys come out sorted without a sort
+        k = keys - kmin
+        flat = (k[:, 0] * span[1] + k[:, 1]) * span[2] + k[:, 2]
+        occ = np.bincount(flat, minlength=int(n_keys))
+        uniq = np.flatnonzero(occ)
+        counts = occ[uniq]
+        lut = np.empty(int(n_keys), dtype=np.int64)
+        lut[uniq] = np.arange(len(uniq))
+        inv = lut[flat]
+    elif n_keys < 2.0 ** 62:
         k = keys - kmin
         flat = (k[:, 0] * span[1] + k[:, 1]) * span[2] + k[:, 2]
         _, inv, counts = np.unique(flat, return_inverse=True, return_counts=True)

@@ -36,7 +36,8 @@ class PlannerConfig:
                                       # control loop's joint_margin_rad (hw/robot/control.toml), which refuses it too
     w_rest: float = 1.0e-3            # pull towards the grasp configuration (reachability/rest)
     w_orient: float = 0.0             # keep the TCP orientation of the grasp (off by default)
-    traj_max_iters: int = 40          # LM iterations (upper bound; stops early when converged)
+    traj_max_iters: int = 100         # LM iterations (upper bound; stops early when converged: 5-10 on most
+                                      # flows, ~60 on a 60 deg door swing, which 40 used to cut short)
     lm_lambda0: float = 1.0e-3
     # --- IK ---------------------------------------------------------------------------------
     ik_max_iters: int = 60

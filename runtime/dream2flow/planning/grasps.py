@@ -55,6 +55,7 @@ MAX_COLLISION_POINTS = 2
 TABLE_CLEARANCE_M = 0.01
 VOXEL_M = 0.005
 SCENE_VOXEL_M = 0.008
+SCENE_RADIUS_M = 0.6        # scene points farther than this from the object's centre are never near a hand
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -191,10 +192,14 @@ def _evaluate_rows(o, R, obj, obj_n, scene, scene_tree, cfg, part_axis, out):
             # only the scene points near some frame are transformed (into every frame, one product)
             used = np.zeros(len(scene), dtype=bool)
             used[sid] = True
-            rows = np.cumsum(used) - 1
+            used_idx = np.flatnonzero(used)
+            rows = np.empty(len(scene), dtype=np.int64)
+            rows[used_idx] = np.arange(len(used_idx))
+            Fk = len(idx_ok)
             Rk = R[idx_ok]
-            P = (scene[used] @ Rk.transpose(1, 0, 2).reshape(3, -1)).reshape(-1, len(idx_ok), 3)  # [M,F',3]
-            S = P[rows[sid], fid] - np.einsum("fj,fji->fi", o_new[idx_ok], Rk)[fid]              # [K,3]
+            P = scene[used_idx] @ Rk.transpose(1, 0, 2).reshape(3, -1)                        # [M, F'·3]
+            S = np.take(P.reshape(-1, 3), rows[sid] * Fk + fid, axis=0) \
+                - np.einsum("fj,fji->fi", o_new[idx_ok], Rk)[fid]                                # [K,3]
             S0, S1, S2 = np.abs(S[:, 0]), S[:, 1], S[:, 2]
             # the boxes of _gripper_boxes: two fingers (|y| in [w/2, w/2 + thickness]) and the palm
             y_rel = np.abs(S1) - half[idx_ok][fid]
@@ -356,23 +361,25 @@ def propose_grasps(obj_points: np.ndarray, obj_normals: np.ndarray, scene_points
                 T, w, s = res
                 out.append((s, counter, Grasp(T_base_grasp=T, width_m=w, score=s)))
                 counter += 1
-    out.sort(key=lambda e: (-e[0], e[1]))
+    # equal scores (frames that hold the same points) keep their generation order, also when the
+    # vectorised arithmetic makes them differ in the last bits
+    out.sort(key=lambda e: (-round(e[0], 12), e[1]))
     return [g for _, _, g in out]
 
 
 def clouds_from_rgbd(rgbd: "RGBD", mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(object points, object normals, scene points, camera centre) from D0 and an object mask:
     voxelised; the scene cloud (all valid depth near the object) is what collisions are checked against."""
-    from dream2flow.planning.cloud import backproject, estimate_normals, voxel_downsample
+    from dream2flow.planning.cloud import backproject, backproject_near, estimate_normals, voxel_downsample
 
     cam_pos = rgbd.camera.T_base_cam[:3, 3].copy()
     obj, _ = backproject(rgbd, mask)
     obj, _ = voxel_downsample(obj, VOXEL_M)
     normals = estimate_normals(obj, cam_pos)
-    scene, _ = backproject(rgbd, None)
     if len(obj):
-        c = obj.mean(0)
-        scene = scene[np.linalg.norm(scene - c, axis=1) < 0.6]
+        scene = backproject_near(rgbd, obj.mean(0), SCENE_RADIUS_M)
+    else:
+        scene, _ = backproject(rgbd, None)
     scene, _ = voxel_downsample(scene, SCENE_VOXEL_M)
     return obj, normals, scene, cam_pos
 

@@ -68,8 +68,7 @@ def _thumb_point(thumb_px: np.ndarray, P: np.ndarray, V: np.ndarray, obj_pts: np
     X1 = flowprep.first_visible_positions(P, V)
     d = np.linalg.norm(P[:, movers] - X1[None, movers], axis=-1)
     d = np.where(V[:, movers], d, np.nan)
-    with np.errstate(all="ignore"):
-        disp = np.nan_to_num(np.nanmedian(d, axis=1), nan=0.0)
+    disp = np.nan_to_num(flowprep.nanpercentile_cols(d.T, 50), nan=0.0)  # per frame: median over the movers
     moving = np.flatnonzero(disp > 2 * static_tol)
     t_contact = int(moving[0]) if len(moving) else 0
     t_contact = min(t_contact, len(th) - 1)
@@ -376,20 +375,30 @@ _DYNAMIC_LIMITS = ("velocity", "acceleration", "jerk")
 
 
 def _fit_to_control_loop(plan: Plan, q0: np.ndarray, max_slowdowns: int = 12) -> Plan:
-    """Return ``plan``, slowed down (larger ``dt_s``, same waypoints) until the control loop's own
+    """Return ``plan``, slowed down (larger ``dt_s``, same waypoints) so that the control loop's own
     pre-flight check passes: its interpolation between waypoints can exceed the finite-difference
-    velocity/acceleration the planner checked. A position or workspace violation cannot be fixed by
-    time and is a PlanningFailed; so is a plan still too fast after ``max_slowdowns`` steps."""
-    from dream2flow.control.loop import preflight
+    velocity/acceleration the planner checked. The slow-down is computed: the stream's peak
+    velocity, acceleration and jerk scale as 1/s, 1/s², 1/s³ with the time scale s (jerk at the
+    rest/hold junctions as 1/s²), so s = max(1, u_v, √u_a, √u_j) from their usage u of the limits
+    passes up to the sampling grid's few-percent effects (3 % margin); the loop's check stays the
+    authority (``max_slowdowns`` more steps of 3 % if it still refuses). A position or workspace violation
+    cannot be fixed by time and is a PlanningFailed; so is a plan still too fast after those steps."""
+    from dream2flow.control.loop import preflight_usage
 
     dt0 = float(plan.dt_s)
-    for k in range(max_slowdowns + 1):
-        violation = preflight(plan, q0)
+    checks = 0
+    for k in range(max_slowdowns + 2):
+        violation, usage = preflight_usage(plan, q0)
+        checks += 1
         if violation is None:
-            plan.meta["control_preflight"] = {"passed": True, "dt_scale": round(plan.dt_s / dt0, 6)}
+            plan.meta["control_preflight"] = {"passed": True, "dt_scale": round(plan.dt_s / dt0, 6), "checks": checks}
             return plan
-        if k == max_slowdowns or not any(word in violation for word in _DYNAMIC_LIMITS):
+        if k == max_slowdowns + 1 or usage is None or not any(word in violation for word in _DYNAMIC_LIMITS):
             break
-        plan = Plan(q=plan.q, dt_s=plan.dt_s * 1.15, gripper=plan.gripper, predicted_points=plan.predicted_points,
-                    meta=plan.meta)
+        if k == 0:
+            scale = max(1.0, usage["velocity"], math.sqrt(usage["acceleration"]), math.sqrt(usage["jerk"])) * 1.03
+        else:
+            scale = 1.03
+        dt = float(np.ceil(plan.dt_s * scale * 1e6) / 1e6)  # whole microseconds: a readable, stable step
+        plan = Plan(q=plan.q, dt_s=dt, gripper=plan.gripper, predicted_points=plan.predicted_points, meta=plan.meta)
     raise PlanningFailed(f"the control loop would refuse this plan: {violation}")

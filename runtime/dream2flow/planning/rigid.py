@@ -18,33 +18,44 @@ if TYPE_CHECKING:
     from dream2flow.types import CameraModel
 
 
-def kabsch(X: "Float[np.ndarray, 'k 3']", Y: "Float[np.ndarray, 'k 3']", w: np.ndarray | None = None) -> np.ndarray:
-    """T [4,4] minimising sum_i w_i ||R x_i + t − y_i||² (proper rotation, det +1)."""
+def kabsch(X: "Float[np.ndarray, '... k 3']", Y: "Float[np.ndarray, '... k 3']", w: np.ndarray | None = None
+           ) -> np.ndarray:
+    """T [...,4,4] minimising sum_i w_i ||R x_i + t − y_i||² (proper rotation, det +1); leading
+    dimensions are independent problems (one batched SVD). Zero total weight gives the identity."""
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
-    w = np.ones(len(X)) if w is None else np.asarray(w, dtype=np.float64)
-    ws = w.sum()
-    T = np.eye(4)
-    if len(X) == 0 or ws <= 0:
+    w = np.ones(X.shape[:-1]) if w is None else np.asarray(w, dtype=np.float64)
+    ws = w.sum(-1)
+    T = np.broadcast_to(np.eye(4), X.shape[:-2] + (4, 4)).copy()
+    if X.shape[-2] == 0:
         return T
-    cx = (w[:, None] * X).sum(0) / ws
-    cy = (w[:, None] * Y).sum(0) / ws
-    C = ((X - cx) * w[:, None]).T @ (Y - cy)
+    good = ws > 0
+    wsafe = np.where(good, ws, 1.0)[..., None]
+    cx = (w[..., None] * X).sum(-2) / wsafe
+    cy = (w[..., None] * Y).sum(-2) / wsafe
+    C = np.swapaxes((X - cx[..., None, :]) * w[..., None], -1, -2) @ (Y - cy[..., None, :])
     U, _, Vt = np.linalg.svd(C)
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(Vt.T @ U.T)) or 1.0])
-    R = Vt.T @ D @ U.T
-    T[:3, :3] = R
-    T[:3, 3] = cy - R @ cx
+    Vt_T, U_T = np.swapaxes(Vt, -1, -2), np.swapaxes(U, -1, -2)
+    sgn = np.sign(np.linalg.det(Vt_T @ U_T))
+    d = np.ones(X.shape[:-2] + (3,))
+    d[..., 2] = np.where(sgn == 0, 1.0, sgn)
+    R = (Vt_T * d[..., None, :]) @ U_T
+    t = cy - (R @ cx[..., None])[..., 0]
+    T[..., :3, :3] = np.where(good[..., None, None], R, np.eye(3))
+    T[..., :3, 3] = np.where(good[..., None], t, 0.0)
     return T
 
 
 def robust_kabsch(X: np.ndarray, Y: np.ndarray, w: np.ndarray | None = None, delta_m: float = 0.01,
                   iters: int = 3) -> np.ndarray:
-    """Kabsch with a few IRLS (Huber) rounds so a few wrong tracks do not drag the fit."""
-    w0 = np.ones(len(X)) if w is None else np.asarray(w, dtype=np.float64)
+    """Kabsch with a few IRLS (Huber) rounds so a few wrong tracks do not drag the fit (batched
+    like ``kabsch``)."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    w0 = np.ones(X.shape[:-1]) if w is None else np.asarray(w, dtype=np.float64)
     T = kabsch(X, Y, w0)
     for _ in range(iters):
-        r = np.linalg.norm(X @ T[:3, :3].T + T[:3, 3] - Y, axis=1)
+        r = np.linalg.norm(X @ np.swapaxes(T[..., :3, :3], -1, -2) + T[..., None, :3, 3] - Y, axis=-1)
         T = kabsch(X, Y, w0 * np.minimum(1.0, delta_m / np.maximum(r, 1e-9)))
     return T
 
@@ -80,14 +91,16 @@ def rigid_track(P: "Float[np.ndarray, 'T k 3']", V: "Bool[np.ndarray, 'T k']", i
     ref = 0 if counts[0] >= 3 else int(np.argmax(counts))
     X = np.where(V[ref][:, None], P[ref], np.nan)
     Ts = np.repeat(np.eye(4)[None], Tn, axis=0)
+    P0 = np.where(V[..., None], P, 0.0)                  # unusable entries carry zero weight (no NaN)
     for _ in range(iters):
         known = np.isfinite(X).all(1)
-        for t in range(Tn):
-            m = known & V[t]
-            if m.sum() >= 3:
-                Ts[t] = robust_kabsch(X[m], P[t, m], delta_m=delta_m)
-            elif t > 0:
-                Ts[t] = Ts[t - 1]
+        m = known[None] & V                                # [T,k]
+        ok = m.sum(1) >= 3
+        fit = robust_kabsch(np.broadcast_to(np.where(known[:, None], X, 0.0), P.shape), P0,
+                            m.astype(np.float64), delta_m=delta_m)          # all frames at once
+        # a frame with fewer than 3 usable points repeats the previous frame's motion (frame 0 keeps its own)
+        last_ok = np.maximum.accumulate(np.where(ok, np.arange(Tn), -1))
+        Ts = np.where((last_ok >= 0)[:, None, None], fit[np.maximum(last_ok, 0)], Ts[0][None])
         # X in the reference frame: average of T_t^-1 P[t] over visible frames
         back = apply(invert(Ts), P)  # [T,k,3]
         w = V.astype(np.float64)

@@ -51,6 +51,7 @@ _MAX_STEP = 0.5          # rad per LM step
 _COST_RTOL = 1.0e-4      # an accepted step gaining less than this fraction of the cost ends the solve
 _NOISE_RTOL = 1.0e-6     # |cost change| below this fraction of the cost is float32 rounding
 _STEP_TOL = 1.0e-5       # rad: a step this small ends the solve
+_DEBUG = False
 
 
 def _jax():
@@ -97,6 +98,9 @@ def _lm_loop(x0, cost: Callable, build: Callable, solve: Callable, curvature: Ca
         converged = (accept & (actual <= _COST_RTOL * jnp.maximum(c, 1e-12))) \
             | ((jnp.abs(actual) <= noise) & (pred <= noise)) \
             | (step < _STEP_TOL)
+        if _DEBUG:
+            jax.debug.print("it {i} acc {a} c {c:.7g} cnew {cn:.7g} pred {p:.3g} act {ac:.3g} rho {r:.3g} lam {l:.3g} step {st:.3g}",
+                            i=s["it"], a=accept, c=c, cn=c_new, p=pred, ac=actual, r=rho, l=s["lam"], st=step)
         x = jnp.where(accept, x_new, x)
         c = jnp.where(accept, c_new, c)
         done = converged | (lam > _LAMBDA_MAX) | (c <= 1e-14)
