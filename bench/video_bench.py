@@ -45,7 +45,7 @@ def main() -> None:
     def on_tick(k: int, t_s: float, b) -> None:
         if k % 10 == 0 and len(frames) < a.frames:
             t0 = time.perf_counter()
-            frames.append(env.render_rgb())
+            frames.append(env.render_rgb(shadows=False))  # as the demo renders them
             render_s.append(time.perf_counter() - t0)
             ticks.append(k)
 

@@ -228,12 +228,14 @@ EXECUTION_VIDEO_FPS = 10.0
 
 def _frame_recorder(env: Any, frames: list[tuple[int, np.ndarray]], rate_hz: float,
                     fps: float = EXECUTION_VIDEO_FPS) -> Callable:
-    """``on_tick`` that renders (tick, frame) every ``rate_hz / fps`` control ticks."""
+    """``on_tick`` that renders (tick, frame) every ``rate_hz / fps`` control ticks. Without shadows
+    and reflections: rendering is most of the demo's time otherwise (issue 21), and the frame is a
+    picture for people, not a camera image the pipeline reads."""
     every = max(1, int(round(rate_hz / fps)))
 
     def on_tick(k: int, t_s: float, backend: Any) -> None:
         if k % every == 0:
-            frames.append((k, env.render_rgb()))
+            frames.append((k, env.render_rgb(shadows=False)))
 
     return on_tick
 

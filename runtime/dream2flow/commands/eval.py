@@ -64,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
     progress(f"[eval] inputs {INPUTS_DESCRIPTION[args.inputs]}")
     progress(f"[eval] perception {perception.config.source}: "
              + ", ".join(f"{r}={n or 'none'}" for r, n in perception.backends().items()))
+    from dream2flow.planning.warmup import warm_planner
+
+    warm = warm_planner(methods=methods)  # compiled once here, not inside the first episode's plan stage
+    progress(f"[eval] planner warmed up in {warm['seconds']:.1f} s ({len(warm['executables'])} compiled executables)")
+    run_info["warmup_s"] = round(warm["seconds"], 3)
     episodes = []
     t0 = time.perf_counter()
     total = len(tasks) * args.episodes

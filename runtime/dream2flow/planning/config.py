@@ -64,7 +64,7 @@ class PlannerConfig:
     follow_accept_m: float = 0.003    # the first grasp variant tracking better than this is taken
     # --- compile buckets ----------------------------------------------------------------------
     point_buckets: tuple[int, ...] = (64, 256, 1024)
-    horizon_buckets: tuple[int, ...] = (32, 64, 128)
+    horizon_buckets: tuple[int, ...] = (32, 64, 128, 256)  # a solve is O(H): long horizons are affordable
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

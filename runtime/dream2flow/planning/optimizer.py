@@ -66,12 +66,21 @@ def tracking_error(pred: np.ndarray, targets: np.ndarray, vis: np.ndarray) -> tu
     return float(d[m].mean()), float(d[m].max()), float(np.nanmax(per_step))
 
 
-def follow_flow(q_start: np.ndarray, X0: np.ndarray, targets: np.ndarray, vis: np.ndarray, *,
-                limits: "RobotLimits", config: "PlannerConfig", q_init: np.ndarray | None = None) -> FollowResult:
-    """Optimise q [H,7] so the part points ``X0`` [k,3] (grasped at ``q_start``) follow
-    ``targets`` [H,k,3] (visible where ``vis`` [H,k])."""
-    from dream2flow.planning.solver import solve_trajectory
+@dataclass
+class PaddedProblem:
+    """The flow-following problem padded to its compile bucket: the arguments of
+    ``solver.solve_trajectory`` (float64 here; the solver casts to float32) and the bucket."""
 
+    args: dict[str, Any]
+    bucket_H: int
+    bucket_n: int
+    points_used: int
+
+
+def padded_problem(q_start: np.ndarray, X0: np.ndarray, targets: np.ndarray, vis: np.ndarray, *,
+                   limits: "RobotLimits", config: "PlannerConfig", q_init: np.ndarray | None = None) -> PaddedProblem:
+    """Pad (steps and points) and weight the problem of ``follow_flow`` for the compiled solver.
+    Benchmarks build the same problem for other solvers from it."""
     cfg = config
     H, k = targets.shape[:2]
     Hb = bucket_for(H + 1, cfg.horizon_buckets, "horizon")
@@ -105,10 +114,23 @@ def follow_flow(q_start: np.ndarray, X0: np.ndarray, targets: np.ndarray, vis: n
         [np.asarray(q_init, dtype=np.float64), np.repeat(np.asarray(q_init)[-1:], Hb - H, axis=0)])
     qi[0] = q_start
     scal = np.array([cfg.w_task, cfg.w_limit, cfg.w_rest, cfg.w_orient, cfg.lm_lambda0])
-    q_lo = limits.q_min + cfg.limit_margin_rad
-    q_hi = limits.q_max - cfg.limit_margin_rad
-    out = solve_trajectory(q_start, qi, local, tg, w, step_mask, vel_w, acc_w, q_start,
-                           T0[:3, :3], scal, q_lo, q_hi, cfg.traj_max_iters)
+    args = {"q_start": q_start, "q_init": qi, "local_pts": local, "targets": tg, "weights": w, "step_mask": step_mask,
+            "vel_w": vel_w, "acc_w": acc_w, "q_rest": q_start, "R_keep": T0[:3, :3], "scal": scal,
+            "q_lo": limits.q_min + cfg.limit_margin_rad, "q_hi": limits.q_max - cfg.limit_margin_rad,
+            "max_iters": cfg.traj_max_iters}
+    return PaddedProblem(args=args, bucket_H=Hb, bucket_n=nb, points_used=ks)
+
+
+def follow_flow(q_start: np.ndarray, X0: np.ndarray, targets: np.ndarray, vis: np.ndarray, *,
+                limits: "RobotLimits", config: "PlannerConfig", q_init: np.ndarray | None = None) -> FollowResult:
+    """Optimise q [H,7] so the part points ``X0`` [k,3] (grasped at ``q_start``) follow
+    ``targets`` [H,k,3] (visible where ``vis`` [H,k])."""
+    from dream2flow.planning.solver import solve_trajectory
+
+    H = targets.shape[0]
+    prob = padded_problem(q_start, X0, targets, vis, limits=limits, config=config, q_init=q_init)
+    q_start = np.asarray(q_start, dtype=np.float64)
+    out = solve_trajectory(**prob.args)
     q = out["q"][:H].astype(np.float64)
     q[0] = q_start
     if not np.isfinite(q).all():
@@ -116,6 +138,7 @@ def follow_flow(q_start: np.ndarray, X0: np.ndarray, targets: np.ndarray, vis: n
     pred = predicted_points(q, X0)
     err_mean, err_max, err_step = tracking_error(pred, targets, vis)
     stats = {"iterations": out["iterations"], "accepted_steps": out["accepted"], "initial_cost": out["cost0"],
-             "final_cost": out["cost"], "bucket_H": Hb, "bucket_n": nb, "points_used": ks}
+             "final_cost": out["cost"], "bucket_H": prob.bucket_H, "bucket_n": prob.bucket_n,
+             "points_used": prob.points_used}
     return FollowResult(q=q, task_error_mean_m=err_mean, task_error_max_m=err_max, worst_step_error_m=err_step,
                         stats=stats, terms=out["terms"])

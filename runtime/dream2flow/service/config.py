@@ -32,6 +32,7 @@ class ServerSection:
     max_message_bytes: int = 8 * MiB  # per gRPC message, both directions
     grace_s: float = 5.0  # shutdown grace for in-flight RPCs
     reflection: bool = True
+    warm_up: bool = True  # compile the planner before the first task (the server listens meanwhile)
 
 
 @dataclass

@@ -90,6 +90,7 @@ class TaskRunner:
         self.mode_reason = ""
         self.current: Running | None = None
         self._stopping = False
+        self.warmup: dict[str, Any] | None = None  # the start-up warm-up's report (seconds, executables)
         self._thread = threading.Thread(target=self._loop, name="d2f-task-runner", daemon=True)
 
     # -- control ----------------------------------------------------------------------------
@@ -203,7 +204,24 @@ class TaskRunner:
                     "running_task_id": self.current.task_id if self.current else ""}
 
     # -- the thread -------------------------------------------------------------------------
+    def _warm_up(self) -> None:
+        """Compile (or load from the persistent cache) the planner's executables before the first
+        task, on this thread: the server listens meanwhile, a task submitted now waits its turn."""
+        from dream2flow.log import progress
+        from dream2flow.pipeline import METHODS
+        from dream2flow.planning.warmup import warm_planner
+
+        try:
+            self.warmup = warm_planner(methods=tuple(METHODS))
+            progress(f"dream2flow serve: planner warmed up in {self.warmup['seconds']:.1f} s "
+                     f"({len(self.warmup['executables'])} compiled executables)")
+        except Exception as exc:  # a cold first task is slower, not wrong
+            self.warmup = {"error": f"{type(exc).__name__}: {exc}"}
+            log.warning("planner warm-up failed (the first task compiles instead): %s", exc)
+
     def _loop(self) -> None:
+        if self.cfg.server.warm_up:
+            self._warm_up()
         while True:
             with self._wake:
                 if self._stopping:

@@ -30,7 +30,7 @@ def make_config(data_dir: str | Path, **sections: dict[str, Any]) -> ServiceConf
     """A loopback, plaintext, port-0 config with the test tokens and the classical perception (no
     detector, no video-depth model, whatever is exported on this machine); ``sections`` override tables."""
     d: dict[str, Any] = {"server": {"listen": "127.0.0.1:0", "data_dir": str(data_dir), "insecure": True,
-                                    "grace_s": 0.5},
+                                    "grace_s": 0.5, "warm_up": False},
                          "auth": {"tokens": TEST_TOKENS},
                          "camera": {"type": "mock"},
                          "perception": {"config": "classical"}}

@@ -161,7 +161,9 @@ class SimEnv:
         opt.geomgroup[panda_model.ROBOT_GEOM_GROUP] = 1 if robot else 0
         return opt
 
-    def _render(self, data: Any, mode: str, robot: bool) -> np.ndarray:
+    def _render(self, data: Any, mode: str, robot: bool, shadows: bool = True) -> np.ndarray:
+        import mujoco
+
         r = self._get_renderer()
         if mode == "depth":
             r.enable_depth_rendering()
@@ -169,6 +171,9 @@ class SimEnv:
             r.enable_segmentation_rendering()
         try:
             r.update_scene(data, camera=CAMERA_NAME, scene_option=self.scene_option(robot))
+            if not shadows:
+                r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+                r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
             out = r.render()
         finally:
             r.disable_depth_rendering()
@@ -188,9 +193,11 @@ class SimEnv:
             out = body.astype(np.int32)
         return out
 
-    def render_rgb(self, *, robot: bool = True) -> np.ndarray:
-        """[H,W,3] uint8 of the current state."""
-        return self._render(self.data, "rgb", robot)
+    def render_rgb(self, *, robot: bool = True, shadows: bool = True) -> np.ndarray:
+        """[H,W,3] uint8 of the current state. ``shadows=False`` also drops reflections: a plain
+        frame for pictures people watch (the execution video), about 3.5x cheaper on the software
+        renderer; the camera's images (I0, the generated video) always keep them."""
+        return self._render(self.data, "rgb", robot, shadows)
 
     def render_depth(self, *, robot: bool = True) -> np.ndarray:
         """[H,W] float32 metric depth along the optical axis (m), 0 = nothing there."""
