@@ -1,12 +1,20 @@
-"""Flow-stage benchmark (issue 2): time per stage for T=48 frames, n=256 points at 640x480 on the
-synthetic scene (tests/synthetic_scene.py), how it grows with T and n, and the accuracy
-numbers behind the defaults (filtering on/off, LK re-acquisition on/off).
+"""Flow-stage benchmark (issues 2 and 21): time per stage for T=48 frames, n=256 points at 640x480 on
+the synthetic scene (tests/synthetic_scene.py), how it grows with T and n, the accuracy numbers
+behind the defaults (filtering on/off, LK re-acquisition on/off), and the stage against its floor.
 
-Prints JSON lines, one per measurement. Ratios are against the base case (T=48, n=256) or
-the alternative setting, measured in the same process.
+The floor (``lk_floor``): decoding the same video file and tracking 256 points forward and
+backward with plain pyramidal Lucas-Kanade (OpenCV, 21x21 window, 3 levels, frame to frame) --
+what any LK-based flow stage must at least spend. ``flow_vs_floor`` divides the flow stage
+(decode included) by it, measured in the same run on the same video; ``pipeline_vs_floor`` (with
+``--pipeline``, MuJoCo) does the same for flow + plan on the simulator's task videos in a warm
+process (issue 21 acceptance 1: <= 3).
 
-    .venv/bin/python bench/flow_bench.py            # full (a few minutes on 2 cores)
-    .venv/bin/python bench/flow_bench.py --quick    # tiny sizes, seconds (used by a test)
+Prints JSON lines, one per measurement. Ratios are against the base case (T=48, n=256), the
+alternative setting, or the floor, all measured in the same process.
+
+    .venv/bin/python bench/flow_bench.py              # full (a few minutes on 2 cores)
+    .venv/bin/python bench/flow_bench.py --pipeline   # + flow + plan on the sim tasks vs the floor
+    .venv/bin/python bench/flow_bench.py --quick      # tiny sizes, seconds (used by a test)
 """
 
 from __future__ import annotations
@@ -65,6 +73,27 @@ def run_once(sc, n: int, seed: int = 0, config: FlowConfig | None = None, tracke
     return times, res
 
 
+def lk_floor(path: Path, size: tuple[int, int], box, n: int = 256, seed: int = 0) -> dict:
+    """Seconds to decode ``path`` and track ``n`` points (uniform in ``box``) forward and backward with
+    plain pyramidal LK between consecutive frames: the floor of an LK-based flow stage."""
+    import cv2
+
+    t0 = time.perf_counter()
+    video = load_video(path, expect_size=size)
+    t1 = time.perf_counter()
+    grays = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in video.frames]
+    rng = np.random.default_rng(seed)
+    x0, y0, x1, y1 = (float(v) for v in box)
+    pts = np.stack([rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)], 1).astype(np.float32).reshape(-1, 1, 2)
+    crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01)
+    for a, b in zip(grays[:-1], grays[1:]):
+        p1, _, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, None, winSize=(21, 21), maxLevel=3, criteria=crit)
+        cv2.calcOpticalFlowPyrLK(b, a, p1, None, winSize=(21, 21), maxLevel=3, criteria=crit)
+        pts = p1
+    t2 = time.perf_counter()
+    return {"decode": t1 - t0, "lk_fb": t2 - t1, "total": t2 - t0}
+
+
 def accuracy(sc, res) -> dict:
     P, _, V, margin = sc.query_truth(res.flow.query_px)
     v = res.flow.visible & V[0][None]
@@ -80,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (seconds), for a smoke test")
     ap.add_argument("--repeat", type=int, default=3, help="runs of the base case (median reported)")
+    ap.add_argument("--pipeline", action="store_true",
+                    help="also flow + plan on the simulator's task videos vs the LK floor (needs MuJoCo)")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     import cv2
 
     if args.quick:
@@ -97,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     for stage in (*STAGES, "total_without_pictures", "total"):
         emit(measure="stage_time", stage=stage, T=T0, n=N0, width=W, height=H, seconds=round(base[stage], 4),
              ms_per_frame=round(1000 * base[stage] / T0, 3), share=round(base[stage] / base["total"], 3), repeats=rep)
+    with tempfile.TemporaryDirectory() as d:
+        vp = write_video(Path(d) / "v.mp4", base_scene.frames, base_scene.fps)
+        floors = [lk_floor(vp, (W, H), base_scene.box(), n=N0) for _ in range(rep)]
+    floor = {k: statistics.median(f[k] for f in floors) for k in floors[0]}
+    emit(measure="lk_floor", T=T0, n=N0, width=W, height=H, decode_s=round(floor["decode"], 4),
+         lk_fb_s=round(floor["lk_fb"], 4), seconds=round(floor["total"], 4), repeats=rep)
+    emit(measure="flow_vs_floor", T=T0, n=N0, flow_s=round(base["total_without_pictures"], 4),
+         floor_s=round(floor["total"], 4), ratio=round(base["total_without_pictures"] / floor["total"], 3),
+         track_vs_lk_fb=round(base["track"] / floor["lk_fb"], 3), repeats=rep)
 
     def median_run(sc, n: int) -> dict:
         rs = [run_once(sc, n)[0] for _ in range(rep)]
@@ -137,7 +179,54 @@ def main(argv: list[str] | None = None) -> int:
     emit(measure="accuracy", setting="occluder, reacquire off", T=T0, n=N0, track_s=round(t_no["track"], 4), **a_no,
          visible_ratio_on_vs_off=round(a_re["visible_frac"] / max(a_no["visible_frac"], 1e-9), 3),
          track_time_ratio_on_vs_off=round(t_re["track"] / t_no["track"], 3))
+    if args.pipeline:
+        bench_pipeline(rep)
     return 0
+
+
+PIPELINE_TASKS = (("open_drawer", 0), ("open_oven", 0), ("bread_in_bowl", 0))
+
+
+def bench_pipeline(rep: int) -> None:
+    """Warm process: decode + flow stage + plan stage on each sim task's generated video (written
+    to an H.264 file and decoded, like the floor), against the LK floor on the same file."""
+    from dream2flow import sim
+    from dream2flow.planning import plan_from_flow
+
+    for task, seed in PIPELINE_TASKS:
+        env = sim.make_env(task, seed)
+        obs = env.render_rgbd()
+        box = tuple(int(v) for v in env.object_box())
+        gen = env.generate_video("clean", num_frames=48, seed=seed)
+        thumb = None if gen.thumb_px is None else np.asarray(gen.thumb_px, np.float32)
+        size = (obs.camera.width, obs.camera.height)
+        with tempfile.TemporaryDirectory() as d:
+            vp = write_video(Path(d) / "v.mp4", gen.video.frames, gen.video.fps)
+
+            def one() -> dict:
+                t0 = time.perf_counter()
+                video = load_video(vp, expect_size=size)
+                t1 = time.perf_counter()
+                res = extract_flow(video, obs, box, gen.rel_depth, num_points=256, seed=seed)
+                t2 = time.perf_counter()
+                plan = plan_from_flow(res.flow, obs, q0=env.q_home, object_mask=res.mask, thumb_px=thumb)
+                t3 = time.perf_counter()
+                return {"decode": t1 - t0, "flow": t2 - t1, "plan": t3 - t2, "flow_total": t2 - t0,
+                        "flow_plan": t3 - t0, "optimizer": plan.meta["timing"]["optimizer_s"],
+                        **{f"flow_{k}": v for k, v in res.timings_s.items()}}
+
+            one()  # warm: imports, compiled solver buckets, OpenCV/FFmpeg initialisation
+            runs, floors = [], []
+            for _ in range(rep):  # interleaved with the floor: both see the same machine state
+                runs.append(one())
+                floors.append(lk_floor(vp, size, box))
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        fl = statistics.median(f["total"] for f in floors)
+        emit(measure="pipeline_vs_floor", task=task, seed=seed, repeats=rep,
+             **{f"{k}_s": round(v, 4) for k, v in med.items()}, floor_s=round(fl, 4),
+             flow_vs_floor=round(med["flow_total"] / fl, 3), plan_vs_floor=round(med["plan"] / fl, 3),
+             ratio=round(med["flow_plan"] / fl, 3), target_ratio=3.0,
+             plan_vs_optimizer=round(med["plan"] / max(med["optimizer"], 1e-9), 1))
 
 
 if __name__ == "__main__":

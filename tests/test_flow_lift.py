@@ -75,3 +75,27 @@ def test_lift_rejects_mismatched_shapes() -> None:
         lift_tracks(tr, np.ones((24, 4), bool), np.ones((23, 240, 320), np.float32), IDENTITY, sc.camera)
     with pytest.raises(InvalidInput, match="camera"):
         lift_tracks(tr, np.ones((24, 4), bool), np.ones((24, 120, 160), np.float32), IDENTITY, sc.camera)
+
+
+def test_lifting_on_crops_equals_the_whole_frame() -> None:
+    """lift_tracks calibrates and median-filters only around each frame's points: the samples must be
+    those of the whole-frame computation (points at the image border included)."""
+    from dream2flow.flow.align import Alignment
+    from dream2flow.types import CameraModel
+
+    rng = np.random.default_rng(3)
+    T, H, W, n = 5, 60, 80, 40
+    cam = CameraModel(K=np.array([[70.0, 0, 40], [0, 70.0, 30], [0, 0, 1]]), width=W, height=H, T_base_cam=np.eye(4))
+    rel = rng.uniform(0.5, 1.5, (T, H, W)).astype(np.float32)
+    rel[:, 20:30, 30:50] += 0.8  # a step: some samples sit across a jump
+    px = np.stack([rng.uniform(0, W - 1, (T, n)), rng.uniform(0, H - 1, (T, n))], -1)
+    px[:, :4] = [[0.0, 0.0], [W - 1, H - 1], [0.3, H - 1], [W - 1, 0.7]]
+    vis = rng.random((T, n)) < 0.8
+    a = Alignment(scale=1.7, shift=0.2, residual_m=0.0, inlier_frac=1.0, num_pixels=100)
+    for cfg in (LiftConfig(), LiftConfig(median_px=3)):
+        pts, v = lift_tracks(px, vis, rel, a, cam, cfg)
+        for t in range(T):
+            z, ok = sample_depth(calibrated_depth(rel[t], a, cfg), px[t], cfg)
+            ok &= vis[t]
+            np.testing.assert_array_equal(v[t], ok)
+            np.testing.assert_array_equal(pts[t, ok], cam.backproject(px[t, ok], z[ok]))

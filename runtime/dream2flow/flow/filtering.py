@@ -25,6 +25,7 @@ import numpy as np
 
 from dream2flow.errors import InvalidInput
 from dream2flow.flow.lift import fill_invisible
+from dream2flow.nanstats import nanmedian
 
 if TYPE_CHECKING:
     from jaxtyping import Bool, Float
@@ -63,11 +64,9 @@ def reject_outliers(points: Float[np.ndarray, "T n 3"], visible: Bool[np.ndarray
         raise InvalidInput(f"outlier window must be odd and >= 3, got {cfg.outlier_window}")
     p = np.where(visible[..., None], points, np.nan)
     win = _windows(p, cfg.outlier_window // 2)  # [T, W, n, 3]
-    with np.errstate(all="ignore"), _quiet_nan_warnings():
-        med = np.nanmedian(win, axis=1)          # [T, n, 3]
+    med = nanmedian(win, axis=1)                 # [T, n, 3]
     dev = np.linalg.norm(p - med, axis=-1)       # [T, n], NaN where invisible
-    with _quiet_nan_warnings():
-        sigma = 1.4826 * np.nanmedian(dev, axis=0)  # [n]
+    sigma = 1.4826 * nanmedian(dev, axis=0)      # [n]
     thr = np.maximum(cfg.outlier_k * np.nan_to_num(sigma, nan=0.0), cfg.outlier_abs_m)
     out = visible & ~(dev > thr[None, :])
     return out, int(visible.sum() - out.sum())
@@ -116,17 +115,3 @@ def filter_flow(points: Float[np.ndarray, "T n 3"], visible: Bool[np.ndarray, "T
     pts = smooth_tracks(points, vis, cfg.smooth_half_window, cfg.smooth_degree)
     stats.smoothed_points = int(vis.sum())
     return fill_invisible(pts, vis), vis, stats
-
-
-class _quiet_nan_warnings:
-    """np.nanmedian warns on all-NaN slices (tracks never visible in a window): expected here."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._cm.__exit__(*exc)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dream2flow.nanstats import nanpercentile
 from dream2flow.planning import rigid
 
 
@@ -32,24 +33,6 @@ class PartMotion:
     X0: np.ndarray             # [k,3] denoised current (frame-0) positions, base frame (m)
     T: np.ndarray              # [T,4,4] per-frame rigid motion of the part (frame 0 -> t)
     residual: np.ndarray       # [k] mean rigid-fit residual per point (m)
-
-
-def nanpercentile_cols(a: np.ndarray, q: float) -> np.ndarray:
-    """``np.nanpercentile(a, q, axis=0)`` for a 2-D array, vectorised (NumPy falls back to a Python
-    loop over columns when there are NaNs): same 'linear' rule and the same interpolation
-    arithmetic, so the same numbers. All-NaN columns give NaN."""
-    a = np.sort(np.asarray(a, dtype=np.float64), axis=0)  # NaNs last
-    n = np.isfinite(a).sum(0)
-    vi = (n - 1) * (q / 100.0)
-    lo = np.floor(vi)
-    t = vi - lo
-    lo_i = np.clip(lo.astype(np.int64), 0, a.shape[0] - 1)
-    hi_i = np.clip(lo_i + 1, 0, np.maximum(n - 1, 0))
-    cols = np.arange(a.shape[1])
-    x0, x1 = a[lo_i, cols], a[hi_i, cols]
-    diff = x1 - x0
-    out = np.where(t >= 0.5, x1 - diff * (1 - t), x0 + diff * t)
-    return np.where(n > 0, out, np.nan)
 
 
 def point_motion(P: np.ndarray, V: np.ndarray) -> np.ndarray:
@@ -64,7 +47,7 @@ def point_motion(P: np.ndarray, V: np.ndarray) -> np.ndarray:
     out = np.zeros(n)
     seen = V.any(0)
     if seen.any():
-        out[seen] = nanpercentile_cols(d[:, seen], 90)
+        out[seen] = nanpercentile(d[:, seen], 90, axis=0)
     return out
 
 

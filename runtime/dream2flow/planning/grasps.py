@@ -102,13 +102,11 @@ def _gripper_boxes(w_open: float, pre: float) -> list[tuple[np.ndarray, np.ndarr
     ]
 
 
-def _in_frames(points: np.ndarray, o: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """``points`` [N,3] in each of F frames (origins ``o`` [F,3], rotations ``R`` [F,3,3]):
-    [F,N,3] = (points - o_f) R_f, computed as points·[R_1 … R_F] − o_f R_f (one matrix product)."""
-    F = len(o)
-    P = points @ R.transpose(1, 0, 2).reshape(3, 3 * F)        # [N,3F]
+def _in_frames(points: np.ndarray, o: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``points`` [N,3] in each of F frames (origins ``o`` [F,3], rotations ``R`` [F,3,3]): the three
+    coordinates, each [F,N] (contiguous rows per frame), (points − o_f)·R_f[:, j] = R_f[:, j]·points − R_f[:, j]·o_f."""
     oR = np.einsum("fj,fji->fi", o, R)                          # [F,3]
-    return P.reshape(len(points), F, 3).transpose(1, 0, 2) - oR[:, None, :]
+    return tuple(R[:, :, j] @ points.T - oR[:, j, None] for j in range(3))  # type: ignore[return-value]
 
 
 def _masked_min_max(x: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,8 +136,7 @@ def _evaluate_rows(o, R, obj, obj_n, scene, scene_tree, cfg, part_axis, out):
     max_w = cfg.gripper_max_width_m
     clear = cfg.grasp_clearance_m
     # points in each candidate frame, L[f] = (obj - o_f) R_f, as one matrix product for all frames
-    L = _in_frames(obj, o, R)                                    # [F,N,3]
-    L0, L1, L2 = L[..., 0], L[..., 1], L[..., 2]
+    L0, L1, L2 = _in_frames(obj, o, R)                           # each [F,N]
     in_z = (L2 >= SLAB_Z[0]) & (L2 <= SLAB_Z[1])
     y_win = np.abs(L1) <= 0.06
     slab = (np.abs(L0) <= SLAB_HALF_X) & in_z & y_win

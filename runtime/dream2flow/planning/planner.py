@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from dream2flow.errors import InvalidInput, PlanningFailed, Unreachable
+from dream2flow.nanstats import nanmedian
 from dream2flow.planning import assemble, flowprep
 from dream2flow.planning.kinematics import fk_tcp_np
 from dream2flow.types import Grasp, Plan
@@ -68,7 +69,7 @@ def _thumb_point(thumb_px: np.ndarray, P: np.ndarray, V: np.ndarray, obj_pts: np
     X1 = flowprep.first_visible_positions(P, V)
     d = np.linalg.norm(P[:, movers] - X1[None, movers], axis=-1)
     d = np.where(V[:, movers], d, np.nan)
-    disp = np.nan_to_num(flowprep.nanpercentile_cols(d.T, 50), nan=0.0)  # per frame: median over the movers
+    disp = np.nan_to_num(nanmedian(d, axis=1), nan=0.0)  # per frame: median over the movers
     moving = np.flatnonzero(disp > 2 * static_tol)
     t_contact = int(moving[0]) if len(moving) else 0
     t_contact = min(t_contact, len(th) - 1)
