@@ -176,11 +176,22 @@ def sample_query_points(mask: Bool[np.ndarray, "H W"], n: int = 256, seed: int =
         return cand[idx].astype(np.float32)
     chosen = np.empty(n, np.int64)
     chosen[0] = int(rng.integers(len(cand)))
-    d2 = ((cand - cand[chosen[0]]) ** 2).sum(1)
+    cx, cy = np.ascontiguousarray(cand[:, 0]), np.ascontiguousarray(cand[:, 1])
+    bx, by = np.empty_like(cx), np.empty_like(cy)
+
+    def sq_dist(i: int, out: np.ndarray) -> np.ndarray:
+        # (x - xi)² + (y - yi)², in preallocated buffers (the loop runs n times over every candidate)
+        np.subtract(cx, cx[i], out=bx)
+        np.multiply(bx, bx, out=bx)
+        np.subtract(cy, cy[i], out=by)
+        np.multiply(by, by, out=by)
+        return np.add(bx, by, out=out)
+
+    d2 = sq_dist(int(chosen[0]), np.empty_like(cx))
     for k_ in range(1, n):
         i = int(np.argmax(d2))
         chosen[k_] = i
-        np.minimum(d2, ((cand - cand[i]) ** 2).sum(1), out=d2)
+        np.minimum(d2, sq_dist(i, bx), out=d2)
     return cand[chosen].astype(np.float32)
 
 
