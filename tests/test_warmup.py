@@ -13,10 +13,11 @@ from dream2flow.planning.planner import plan_from_flow
 from dream2flow.planning.warmup import warm_planner
 
 
-def _cache_sizes() -> dict[str, int]:
-    from dream2flow.planning import solver
+def _cache_sizes() -> tuple[int, list[int]]:
+    """Programs made ready in this process, and each one's compiled executables."""
+    from dream2flow.planning import jax_setup
 
-    return {name: getattr(solver, name)._cache_size() for name in ("_ik_batch_jit", "_solve_traj_jit", "_ik_sequence_jit")}
+    return jax_setup.loaded_programs(), [f._cache_size() for f in jax_setup._LOADED.values()]
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ dense Jacobian.
   O(H) per solve instead of the O(H³) of a dense Cholesky (measured: faster at every bucket,
   3x at H=30; XLA's dense Cholesky also degrades badly on a busy CPU).
 * The task term never forms its [n·3, 7] Jacobian: its Gauss-Newton block is a contraction
-  of the pose derivative with constant per-step moments of the points (``_solve_traj_jit``),
+  of the pose derivative with constant per-step moments of the points (``_solve_traj``),
   and the pose derivative is analytic (``kinematics.fk_tcp_jacobian``): an iteration costs
   about one residual evaluation, whatever the number of points.
 * One LM step solves ``(A + λ·mean(diag A)·I) δ = −g``. A candidate is judged by its gain
@@ -33,13 +33,11 @@ All arrays are float32.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-import jax
 import numpy as np
 
-from dream2flow.planning.jax_setup import enable_compilation_cache
+from dream2flow.planning.jax_setup import compiled
 
 if TYPE_CHECKING:
     from dream2flow.config import RobotLimits
@@ -52,13 +50,6 @@ _COST_RTOL = 1.0e-4      # an accepted step gaining less than this fraction of t
 _NOISE_RTOL = 1.0e-6     # |cost change| below this fraction of the cost is float32 rounding
 _STEP_TOL = 1.0e-5       # rad: a step this small ends the solve
 _DEBUG = False
-
-
-def _jax():
-    enable_compilation_cache()
-    import jax
-
-    return jax
 
 
 # ----------------------------------------------------------------------------- LM core
@@ -268,8 +259,7 @@ def _banded_block_solve(JtJ, band, g, damp):
     return xs.reshape(2 * N, 7)[:T]
 
 
-@partial(jax.jit, static_argnames=("max_iters",))
-def _solve_traj_jit(q_start, q_init, local_pts, targets, weights, step_mask, vel_w, acc_w, q_rest, R_keep,
+def _solve_traj(q_start, q_init, local_pts, targets, weights, step_mask, vel_w, acc_w, q_rest, R_keep,
                     scal, q_lo, q_hi, max_iters: int):
     """R_keep [3,3]: the orientation to keep (the grasp's)."""
     import jax
@@ -372,11 +362,9 @@ def solve_trajectory(q_start: np.ndarray, q_init: np.ndarray, local_pts: np.ndar
                      q_hi: np.ndarray, max_iters: int) -> dict[str, Any]:
     """Run the compiled trajectory LM on already padded float32 inputs (see ``optimizer.py``).
     Returns numpy results: ``q`` [Hb,7], ``cost``, ``cost0``, ``iterations``, ``accepted``, ``terms``."""
-    jax = _jax()
-    f32 = lambda a: jax.numpy.asarray(np.asarray(a, dtype=np.float32))  # noqa: E731
-    Q, c, c0, it, acc, terms = _solve_traj_jit(
-        f32(q_start), f32(q_init), f32(local_pts), f32(targets), f32(weights), f32(step_mask), f32(vel_w),
-        f32(acc_w), f32(q_rest), f32(R_keep), f32(scal), f32(q_lo), f32(q_hi), max_iters=int(max_iters))
+    args = tuple(np.asarray(a, dtype=np.float32) for a in (q_start, q_init, local_pts, targets, weights, step_mask,
+                                                            vel_w, acc_w, q_rest, R_keep, scal, q_lo, q_hi))
+    Q, c, c0, it, acc, terms = compiled("trajectory", _solve_traj, args, max_iters=int(max_iters))(*args)
     return {"q": np.asarray(Q), "cost": float(c), "cost0": float(c0), "iterations": int(it), "accepted": int(acc),
             "terms": dict(zip(TERM_NAMES, (float(v) for v in np.asarray(terms))))}
 
@@ -426,15 +414,13 @@ def _ik_core(q_seed, target, q_rest, scal, q_lo, q_hi, max_iters: int):
     return q, pos_err, rot_err
 
 
-@partial(jax.jit, static_argnames=("max_iters",))
-def _ik_batch_jit(q_seeds, targets, q_rests, scal, q_lo, q_hi, max_iters: int):
+def _ik_batch(q_seeds, targets, q_rests, scal, q_lo, q_hi, max_iters: int):
     import jax
 
     return jax.vmap(lambda s, t, r: _ik_core(s, t, r, scal, q_lo, q_hi, max_iters))(q_seeds, targets, q_rests)
 
 
-@partial(jax.jit, static_argnames=("max_iters",))
-def _ik_sequence_jit(q_seed, targets, scal, q_lo, q_hi, max_iters: int):
+def _ik_sequence(q_seed, targets, scal, q_lo, q_hi, max_iters: int):
     """Sequential IK along a pose sequence, each solve warm-started (and rested) at the previous."""
     import jax
 
@@ -469,7 +455,6 @@ def ik_batch(T_targets: np.ndarray, q_seeds: np.ndarray, *, config: "PlannerConf
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """IK for K poses ``T_targets`` [K,4,4] (TCP) from seeds [K,7], padded to a bucket so one
     compile serves every call. Returns (q [K,7] float64, position error [K] m, rotation error [K] rad)."""
-    jax = _jax()
     cfg, scal, q_lo, q_hi = _ik_params(config, limits)
     T_targets = np.asarray(T_targets, dtype=np.float64)
     q_seeds = np.asarray(q_seeds, dtype=np.float64)
@@ -483,10 +468,8 @@ def ik_batch(T_targets: np.ndarray, q_seeds: np.ndarray, *, config: "PlannerConf
         bucket = next(b for b in IK_BUCKETS if b >= n)
         idx = np.concatenate([np.arange(s, s + n), np.full(bucket - n, s)])
         tg = _mat_to_target(T_targets[idx]).astype(np.float32)
-        q, pe, re = _ik_batch_jit(jax.numpy.asarray(q_seeds[idx].astype(np.float32)), jax.numpy.asarray(tg),
-                                  jax.numpy.asarray(np.asarray(q_rests)[idx].astype(np.float32)),
-                                  jax.numpy.asarray(scal), jax.numpy.asarray(q_lo), jax.numpy.asarray(q_hi),
-                                  max_iters=int(cfg.ik_max_iters))
+        args = (q_seeds[idx].astype(np.float32), tg, np.asarray(q_rests)[idx].astype(np.float32), scal, q_lo, q_hi)
+        q, pe, re = compiled("ik", _ik_batch, args, max_iters=int(cfg.ik_max_iters))(*args)
         out_q.append(np.asarray(q)[:n].astype(np.float64))
         out_p.append(np.asarray(pe)[:n].astype(np.float64))
         out_r.append(np.asarray(re)[:n].astype(np.float64))
@@ -498,13 +481,11 @@ def ik_sequence(T_targets: np.ndarray, q_seed: np.ndarray, *, horizon_bucket: in
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sequential warm-started IK along ``T_targets`` [H,4,4], padded (by repeating the last pose)
     to ``horizon_bucket``. Returns (q [H,7], position errors [H], rotation errors [H])."""
-    jax = _jax()
     cfg, scal, q_lo, q_hi = _ik_params(config, limits)
     H = T_targets.shape[0]
     idx = np.concatenate([np.arange(H), np.full(horizon_bucket - H, H - 1)])
     tg = _mat_to_target(np.asarray(T_targets)[idx]).astype(np.float32)
-    q, pe, re = _ik_sequence_jit(jax.numpy.asarray(np.asarray(q_seed, dtype=np.float32)), jax.numpy.asarray(tg),
-                                 jax.numpy.asarray(scal), jax.numpy.asarray(q_lo), jax.numpy.asarray(q_hi),
-                                 max_iters=int(cfg.ik_max_iters))
+    args = (np.asarray(q_seed, dtype=np.float32), tg, scal, q_lo, q_hi)
+    q, pe, re = compiled("ik_sequence", _ik_sequence, args, max_iters=int(cfg.ik_max_iters))(*args)
     return (np.asarray(q)[:H].astype(np.float64), np.asarray(pe)[:H].astype(np.float64),
             np.asarray(re)[:H].astype(np.float64))
