@@ -212,7 +212,7 @@ def bench_pipeline(rep: int) -> None:
                 plan = plan_from_flow(res.flow, obs, q0=env.q_home, object_mask=res.mask, thumb_px=thumb)
                 t3 = time.perf_counter()
                 return {"decode": t1 - t0, "flow": t2 - t1, "plan": t3 - t2, "flow_total": t2 - t0,
-                        "flow_plan": t3 - t0, "optimizer": plan.meta["timing"]["optimizer_s"],
+                        "flow_plan": t3 - t0, "optimizer": plan.meta["timing"].get("optimizer_s", float("nan")),
                         **{f"flow_{k}": v for k, v in res.timings_s.items()}}
 
             one()  # warm: imports, compiled solver buckets, OpenCV/FFmpeg initialisation
