@@ -226,7 +226,8 @@ def bench_pipeline(rep: int) -> None:
              **{f"{k}_s": round(v, 4) for k, v in med.items()}, floor_s=round(fl, 4),
              flow_vs_floor=round(med["flow_total"] / fl, 3), plan_vs_floor=round(med["plan"] / fl, 3),
              ratio=round(med["flow_plan"] / fl, 3), target_ratio=3.0,
-             plan_vs_optimizer=round(med["plan"] / max(med["optimizer"], 1e-9), 1))
+             plan_vs_optimizer=(round(med["plan"] / max(med["optimizer"], 1e-9), 1)
+                                if np.isfinite(med["optimizer"]) else None))
 
 
 if __name__ == "__main__":
