@@ -39,6 +39,17 @@ if TYPE_CHECKING:
 
 
 _REMAP_MAX_ROWS = 32000   # cv2.remap asserts dst.rows < SHRT_MAX
+# RANSAC iterations per homography (OpenCV's default 2000 ran ~200 times per video, 20-45 ms each where
+# few anchors agree; with >= 50 % inliers 200 draws miss an all-inlier sample with p < 1e-5)
+_RANSAC_ITERS = 200
+
+
+def _spread(idx: np.ndarray, k: int) -> np.ndarray:
+    """At most ``k`` of the sorted indices ``idx``, evenly spaced (deterministic). RANSAC's cost grows
+    with the points it scores and refines on; 64 well-spread anchors pin a homography as well as 256."""
+    if k <= 0 or len(idx) <= k:
+        return idx
+    return idx[np.linspace(0, len(idx) - 1, k).round().astype(np.int64)]
 
 
 @dataclass
@@ -59,6 +70,7 @@ class ClassicalLKTracker:
     reacquire_min_ncc: float = 0.85
     reacquire_max_px: float = 6.0
     reacquire_min_anchors: int = 8
+    reacquire_max_anchors: int = 64  # homography fits use at most this many anchors (spread over the points)
     reacquire_global_px: float = 8.0
     reacquire_dense: int = 4
     reacquire_max_level: int = 2   # the prediction is close: fewer pyramid levels, smaller crops
@@ -235,10 +247,11 @@ class ClassicalLKTracker:
         last visible frames (the object may be entirely hidden, e.g. by a passing occluder)."""
         import cv2
 
-        anchors = np.flatnonzero(vis[t] & vis[lt])
+        anchors = _spread(np.flatnonzero(vis[t] & vis[lt]), self.reacquire_max_anchors)
         if len(anchors) >= self.reacquire_min_anchors:
             Hm, inl = cv2.findHomography(tracks[lt, anchors].astype(np.float32),
-                                         tracks[t, anchors].astype(np.float32), cv2.RANSAC, 2.0)
+                                         tracks[t, anchors].astype(np.float32), cv2.RANSAC, 2.0,
+                                         maxIters=_RANSAC_ITERS)
             if Hm is not None and int(inl.sum()) >= self.reacquire_min_anchors:
                 pred = cv2.perspectiveTransform(tracks[lt, group].reshape(-1, 1, 2).astype(np.float64), Hm)
                 return pred.reshape(-1, 2), self.reacquire_max_px
@@ -294,10 +307,12 @@ class ClassicalLKTracker:
         now = np.flatnonzero(vis[t])
         inlier = np.zeros(vis.shape[1], bool)
         if len(now) >= self.reacquire_min_anchors:
-            Hm, inl = cv2.findHomography(tracks[0, now].astype(np.float32), tracks[t, now].astype(np.float32),
-                                         cv2.RANSAC, self.reacquire_global_px)
-            if Hm is not None:
-                inlier[now[inl.ravel().astype(bool)]] = True
+            fit = _spread(now, self.reacquire_max_anchors)
+            Hm, _ = cv2.findHomography(tracks[0, fit].astype(np.float32), tracks[t, fit].astype(np.float32),
+                                       cv2.RANSAC, self.reacquire_global_px, maxIters=_RANSAC_ITERS)
+            if Hm is not None:  # inliers among all visible points, judged by the fitted homography
+                p = cv2.perspectiveTransform(tracks[0, now].reshape(-1, 1, 2).astype(np.float64), Hm).reshape(-1, 2)
+                inlier[now[np.linalg.norm(p - tracks[t, now], axis=1) <= self.reacquire_global_px]] = True
         for won, pred, lt in unanchored:
             bad = ~inlier[won]
             b = won[bad]
