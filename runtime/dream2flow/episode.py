@@ -161,8 +161,8 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
             stage = "execute"
             run_env = sim.make_env(task, seed, vary=vary)  # a fresh, identical scene: methods never see each other's state
             backend = run_env.robot_backend()
-            frames: list[tuple[int, np.ndarray]] = []
-            on_tick = _frame_recorder(run_env, frames, rate_hz) if record_video else None
+            recorder = run_env.background_frames() if record_video else None
+            on_tick = _frame_recorder(recorder, rate_hz) if recorder is not None else None
             ran: dict[str, Any] = {}
 
             def _execute() -> Any:
@@ -190,6 +190,7 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
                 outcome = runner.run("check", run_env.success)
                 verdict = (f"{'SUCCESS' if outcome.success else 'FAILED'}: {outcome.reason}", bool(outcome.success))
             finally:  # a failed run's video is the most useful picture of all
+                frames = recorder.frames() if recorder is not None else []
                 if method_out is not None and frames and "result" in ran:
                     _write_execution_video(method_out / "execution.mp4", frames, ran["result"], plan,
                                            run_env.camera_model(), rate_hz, verdict)
@@ -226,16 +227,16 @@ def _object_never_moved(outcome: Any) -> bool:
 EXECUTION_VIDEO_FPS = 10.0
 
 
-def _frame_recorder(env: Any, frames: list[tuple[int, np.ndarray]], rate_hz: float,
-                    fps: float = EXECUTION_VIDEO_FPS) -> Callable:
-    """``on_tick`` that renders (tick, frame) every ``rate_hz / fps`` control ticks. Without shadows
-    and reflections: rendering is most of the demo's time otherwise (issue 21), and the frame is a
-    picture for people, not a camera image the pipeline reads."""
+def _frame_recorder(recorder: Any, rate_hz: float, fps: float = EXECUTION_VIDEO_FPS) -> Callable:
+    """``on_tick`` that queues a frame of the scene every ``rate_hz / fps`` control ticks on
+    ``recorder`` (``sim.frames.BackgroundFrames``: drawn on a worker thread while the loop runs,
+    without shadows and reflections -- rendering was most of the demo's time otherwise, issue 21;
+    the frame is a picture for people, not a camera image the pipeline reads)."""
     every = max(1, int(round(rate_hz / fps)))
 
     def on_tick(k: int, t_s: float, backend: Any) -> None:
         if k % every == 0:
-            frames.append((k, env.render_rgb(shadows=False)))
+            recorder.add(k)
 
     return on_tick
 

@@ -20,6 +20,7 @@ from dream2flow.sim.tasks import TASK_CLASSES, SuccessResult
 from dream2flow.types import RGBD, CameraModel
 
 if TYPE_CHECKING:
+    from dream2flow.sim.frames import BackgroundFrames
     from dream2flow.sim.robot import MujocoRobotBackend
     from dream2flow.sim.video_gen import GeneratedVideo
 
@@ -161,10 +162,10 @@ class SimEnv:
         opt.geomgroup[panda_model.ROBOT_GEOM_GROUP] = 1 if robot else 0
         return opt
 
-    def _render(self, data: Any, mode: str, robot: bool, shadows: bool = True) -> np.ndarray:
+    def _render(self, data: Any, mode: str, robot: bool, shadows: bool = True, renderer: Any = None) -> np.ndarray:
         import mujoco
 
-        r = self._get_renderer()
+        r = renderer if renderer is not None else self._get_renderer()
         if mode == "depth":
             r.enable_depth_rendering()
         elif mode == "seg":
@@ -198,6 +199,13 @@ class SimEnv:
         frame for pictures people watch (the execution video), about 3.5x cheaper on the software
         renderer; the camera's images (I0, the generated video) always keep them."""
         return self._render(self.data, "rgb", robot, shadows)
+
+    def background_frames(self) -> "BackgroundFrames":
+        """A recorder that renders snapshots of this scene (robot visible, no shadows) on a worker
+        thread with its own renderer, while the caller goes on stepping the simulation."""
+        from dream2flow.sim.frames import BackgroundFrames
+
+        return BackgroundFrames(self)
 
     def render_depth(self, *, robot: bool = True) -> np.ndarray:
         """[H,W] float32 metric depth along the optical axis (m), 0 = nothing there."""

@@ -1,0 +1,65 @@
+"""Rendering a simulated run's frames off the control loop's thread.
+
+Why: on this machine's software renderer a 640x480 frame costs 30-90 ms, and the execution
+video needs ~10 per simulated second; rendered inline they were the largest part of ``demo``
+(issue 21). The loop only snapshots the state (a copy of ``MjData``, well under a millisecond);
+a worker thread with its own renderer (its own GL context) draws the snapshots while the loop
+goes on, and MuJoCo releases the GIL while it renders, so both use a core. The frames are the
+same pictures as inline rendering: each is drawn from an exact copy of the state at its tick.
+"""
+
+from __future__ import annotations
+
+import copy
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from dream2flow.sim.env import SimEnv
+
+
+class BackgroundFrames:
+    """``add(tick)`` snapshots ``env``'s state and queues it; ``frames()`` waits for all and returns
+    ``[(tick, rgb[H,W,3] uint8)]`` in the order added, then releases the worker and its renderer.
+    Robot visible, no shadows or reflections (a picture for people, not a camera image)."""
+
+    def __init__(self, env: "SimEnv") -> None:
+        self._env = env
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d2f-frames")
+        self._queued: list[tuple[int, Future]] = []
+        self._renderer: Any = None  # created, used and closed on the worker thread only
+
+    def add(self, tick: int) -> None:
+        snap = copy.copy(self._env.data)  # MjData's copy is a deep copy of the state
+        self._queued.append((int(tick), self._pool.submit(self._draw, snap)))
+
+    def _draw(self, data: Any) -> np.ndarray:
+        import mujoco
+
+        if self._renderer is None:
+            cam = self._env.camera_model()
+            self._renderer = mujoco.Renderer(self._env.model, cam.height, cam.width)
+        return self._env._render(data, "rgb", True, False, renderer=self._renderer)
+
+    def _close_renderer(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    def frames(self) -> list[tuple[int, np.ndarray]]:
+        try:
+            return [(k, f.result()) for k, f in self._queued]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Drop what is still queued and free the worker (idempotent)."""
+        for _, f in self._queued:
+            f.cancel()
+        self._queued = []
+        if self._pool is not None:
+            self._pool.submit(self._close_renderer).result()
+            self._pool.shutdown(wait=True)
+            self._pool = None  # type: ignore[assignment]
