@@ -46,3 +46,17 @@ def test_service_warms_the_planner_on_its_runner_thread(tmp_path) -> None:
             time.sleep(0.1)
         assert runner.warmup is not None and "error" not in runner.warmup, runner.warmup
         assert runner.warmup["seconds"] > 0 and "trajectory[H=32,n=256]" in runner.warmup["executables"]
+
+
+@pytest.mark.slow
+def test_background_warm_up_runs_once_and_covers_the_flow_point_bucket() -> None:
+    from dream2flow.planning.warmup import warm_in_background
+
+    fut = warm_in_background(num_points=256)
+    assert warm_in_background(num_points=256) is fut  # once per process and arguments
+    rep = fut.result(timeout=600)
+    assert rep["executables"] == ["ik[16]", "ik[64]", "trajectory[H=32,n=64]", "trajectory[H=32,n=256]"]
+    before = _cache_sizes()
+    task = synthetic.make_task("block")  # 256 flow points at most: nothing new to compile
+    plan_from_flow(task.flow, task.rgbd)
+    assert _cache_sizes() == before

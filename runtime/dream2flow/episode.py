@@ -93,6 +93,7 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
     from dream2flow.flow.perceived import perceive_flow
     from dream2flow.perception.factory import load_perception
     from dream2flow.planning import plan_from_flow
+    from dream2flow.planning.warmup import warm_in_background
     from dream2flow.provenance import KEY as PROVENANCE
     from dream2flow.provenance import sim_provenance
 
@@ -102,6 +103,9 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
     if inputs not in INPUTS:
         raise InvalidInput(f"inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
     perception = perception if perception is not None else load_perception(None)
+    # JAX and the compiled solvers load on the other core while the scene renders and the flow is
+    # extracted; the plan stage waits for whatever is left of it (issue 21)
+    warm = warm_in_background(methods=methods, num_points=num_points)
     out = Path(out_dir) if out_dir else None
     shared = _StageRunner(progress, cancel)
     results: list[MethodResult] = []
@@ -149,9 +153,12 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
             method_out.mkdir(parents=True, exist_ok=True)
         stage = "plan"
         try:
-            plan = runner.run("plan", lambda: plan_from_flow(flow, observation, q0=env.q_home, method=method,
-                                                             object_mask=flow_result.mask,
-                                                             thumb_px=perceived.thumb_px))
+            def _plan(method: str = method) -> Any:
+                _warmed(warm)
+                return plan_from_flow(flow, observation, q0=env.q_home, method=method, object_mask=flow_result.mask,
+                                      thumb_px=perceived.thumb_px)
+
+            plan = runner.run("plan", _plan)
             plan.meta[PROVENANCE] = sim_provenance(task, seed)
             if method_out is not None:
                 from dream2flow.planning.pictures import write_plan_png
@@ -213,6 +220,14 @@ def _expected_backends(perception: Any, inputs: str, sim_thumb: bool) -> dict[st
     if inputs == "privileged":
         b.update(detector=GIVEN_BOX, video_depth="given_video_depth", hand=GIVEN_THUMB if sim_thumb else None)
     return b
+
+
+def _warmed(warm: Any) -> None:
+    """Wait for the background warm-up; its failure is left for the plan itself to report."""
+    try:
+        warm.result()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _object_never_moved(outcome: Any) -> bool:

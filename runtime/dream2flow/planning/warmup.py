@@ -10,7 +10,9 @@ configured horizon's bucket for each point bucket, and the rigid baselines' sequ
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,3 +58,39 @@ def warm_planner(config: "PlannerConfig | None" = None, *, methods: tuple[str, .
         ik_sequence(np.repeat(T[None], H, axis=0), q, horizon_bucket=Hb, config=cfg, limits=lim)
         done.append(f"ik_sequence[H={Hb}]")
     return {"seconds": time.perf_counter() - t0, "executables": done}
+
+
+_background: dict[tuple, Future] = {}
+_background_lock = threading.Lock()
+
+
+def warm_in_background(*, methods: tuple[str, ...] = ("dream2flow",), num_points: int | None = None) -> Future:
+    """``warm_planner`` for the default configuration on a daemon thread, once per process and
+    arguments; returns its ``Future`` (``result()`` waits; a failed warm-up is left for the plan
+    itself to report). Why: a one-shot process (``demo``) has seconds of rendering and perception
+    before its first plan, on one core; the other core loads JAX and the compiled solvers meanwhile
+    (the loading runs mostly outside the GIL). ``num_points``: only the point bucket the flow's
+    point count falls in (and the smaller ones a part selection can reduce it to)."""
+    from dream2flow.planning.config import load_planner_config
+
+    cfg = load_planner_config()
+    buckets = tuple(cfg.point_buckets)
+    if num_points is not None:
+        buckets = tuple(b for b in buckets if b < num_points) + tuple(b for b in buckets if b >= num_points)[:1]
+    key = (tuple(methods), buckets)
+    with _background_lock:
+        fut = _background.get(key)
+        if fut is None:
+            fut = Future()
+            _background[key] = fut
+
+            def work() -> None:
+                try:
+                    import scipy.interpolate  # noqa: F401 - the control-loop fit's first import, ~0.5 s
+                    import scipy.spatial  # noqa: F401 - the grasp proposals' first import, ~0.3 s
+                    fut.set_result(warm_planner(cfg, methods=methods, point_buckets=buckets))
+                except BaseException as exc:  # noqa: BLE001 - reported by the plan that needs the executables
+                    fut.set_exception(exc)
+
+            threading.Thread(target=work, name="d2f-warm-planner", daemon=True).start()
+    return fut
