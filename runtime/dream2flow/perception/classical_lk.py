@@ -39,9 +39,11 @@ if TYPE_CHECKING:
 
 
 _REMAP_MAX_ROWS = 32000   # cv2.remap asserts dst.rows < SHRT_MAX
-# RANSAC iterations per homography (OpenCV's default 2000 ran ~200 times per video, 20-45 ms each where
-# few anchors agree; with >= 50 % inliers 200 draws miss an all-inlier sample with p < 1e-5)
-_RANSAC_ITERS = 200
+# Robust homography estimator for re-acquisition: OpenCV's USAC MAGSAC++ (seeded, deterministic).
+# Plain RANSAC ran its full 2000 draws where few anchors agree (20-45 ms per fit, ~200 fits per video);
+# MAGSAC++ stops early: measured 4x less time over the sim tasks and the occluder scenes, with the same
+# visible fractions (within 1e-3) and no occluded point marked visible.
+_HOMOGRAPHY = "USAC_MAGSAC"
 
 
 def _spread(idx: np.ndarray, k: int) -> np.ndarray:
@@ -250,8 +252,7 @@ class ClassicalLKTracker:
         anchors = _spread(np.flatnonzero(vis[t] & vis[lt]), self.reacquire_max_anchors)
         if len(anchors) >= self.reacquire_min_anchors:
             Hm, inl = cv2.findHomography(tracks[lt, anchors].astype(np.float32),
-                                         tracks[t, anchors].astype(np.float32), cv2.RANSAC, 2.0,
-                                         maxIters=_RANSAC_ITERS)
+                                         tracks[t, anchors].astype(np.float32), getattr(cv2, _HOMOGRAPHY), 2.0)
             if Hm is not None and int(inl.sum()) >= self.reacquire_min_anchors:
                 pred = cv2.perspectiveTransform(tracks[lt, group].reshape(-1, 1, 2).astype(np.float64), Hm)
                 return pred.reshape(-1, 2), self.reacquire_max_px
@@ -309,7 +310,7 @@ class ClassicalLKTracker:
         if len(now) >= self.reacquire_min_anchors:
             fit = _spread(now, self.reacquire_max_anchors)
             Hm, _ = cv2.findHomography(tracks[0, fit].astype(np.float32), tracks[t, fit].astype(np.float32),
-                                       cv2.RANSAC, self.reacquire_global_px, maxIters=_RANSAC_ITERS)
+                                       getattr(cv2, _HOMOGRAPHY), self.reacquire_global_px)
             if Hm is not None:  # inliers among all visible points, judged by the fitted homography
                 p = cv2.perspectiveTransform(tracks[0, now].reshape(-1, 1, 2).astype(np.float64), Hm).reshape(-1, 2)
                 inlier[now[np.linalg.norm(p - tracks[t, now], axis=1) <= self.reacquire_global_px]] = True
