@@ -389,10 +389,17 @@ class RGBDSegmenter:
                 break
             coefs = np.linalg.solve(M[ok], y[ok][..., None])[..., 0]  # [k,3]
             pred = A @ coefs.T  # [n,k] inverse depth
+            # inliers |zz - 1/pred| < tol where pred > 0, computed in place: [n,k] is ~1M values per
+            # plane, and fresh temporaries of that size cost more than the arithmetic (same numbers)
+            r = np.empty_like(pred)
             with np.errstate(divide="ignore", invalid="ignore"):
-                inl = (pred > 0) & (np.abs(zz[:, None] - 1.0 / pred) < tol[:, None])
-            best = int(np.argmax(inl.sum(0)))
-            sel = inl[:, best]
+                np.divide(1.0, pred, out=r)
+                np.subtract(zz[:, None], r, out=r)
+                np.abs(r, out=r)
+            inl = np.less(r, tol[:, None])
+            inl &= pred > 0
+            best = int(np.argmax(np.count_nonzero(inl, axis=0)))
+            sel = inl[:, best].copy()
             coef = coefs[best]
             for _ in range(2):  # refit on the inliers (weights z^2: inverse-depth residual -> metres)
                 if sel.sum() < 3:
