@@ -24,7 +24,7 @@ def _cache_sizes() -> tuple[int, list[int]]:
 def test_a_plan_after_warm_up_compiles_nothing_new() -> None:
     rep = warm_planner(methods=("dream2flow", "rigid_rigvid"))
     assert rep["seconds"] > 0
-    assert rep["executables"] == ["ik[16]", "ik[64]", "trajectory[H=32,n=64]", "trajectory[H=32,n=256]",
+    assert rep["executables"] == ["ik[64]", "trajectory[H=32,n=64]", "trajectory[H=32,n=256]",
                                   "trajectory[H=32,n=1024]", "ik_sequence[H=32]"]
     before = _cache_sizes()
     for name in synthetic.TASKS:
@@ -55,7 +55,7 @@ def test_background_warm_up_runs_once_and_covers_the_flow_point_bucket() -> None
     fut = warm_in_background(num_points=256)
     assert warm_in_background(num_points=256) is fut  # once per process and arguments
     rep = fut.result(timeout=600)
-    assert rep["executables"] == ["ik[16]", "ik[64]", "trajectory[H=32,n=64]", "trajectory[H=32,n=256]"]
+    assert rep["executables"] == ["ik[64]", "trajectory[H=32,n=64]", "trajectory[H=32,n=256]"]
     before = _cache_sizes()
     task = synthetic.make_task("block")  # 256 flow points at most: nothing new to compile
     plan_from_flow(task.flow, task.rgbd)

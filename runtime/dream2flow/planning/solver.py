@@ -43,7 +43,10 @@ if TYPE_CHECKING:
     from dream2flow.config import RobotLimits
     from dream2flow.planning.config import PlannerConfig
 
-IK_BUCKETS = (16, 64)
+# One IK batch shape: a plan's grasp and pre-grasp IK both run at 64 rows. A second, 16-row
+# executable saved 0.3 ms per small batch but cost a fresh process ~0.3 s to load (issue 21);
+# the rows are independent, so a row's result does not depend on the bucket (bit-identical).
+IK_BUCKETS = (64,)
 _LAMBDA_MAX = 1.0e8
 _MAX_STEP = 0.5          # rad per LM step
 _COST_RTOL = 1.0e-4      # an accepted step gaining less than this fraction of the cost ends the solve
