@@ -14,6 +14,7 @@ alternative setting, or the floor, all measured in the same process.
 
     .venv/bin/python bench/flow_bench.py              # full (a few minutes on 2 cores)
     .venv/bin/python bench/flow_bench.py --pipeline   # + flow + plan on the sim tasks vs the floor
+    .venv/bin/python bench/flow_bench.py --pipeline-only --repeat 5   # only that (issue 21 acceptance 1)
     .venv/bin/python bench/flow_bench.py --quick      # tiny sizes, seconds (used by a test)
 """
 
@@ -111,10 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs of the base case (median reported)")
     ap.add_argument("--pipeline", action="store_true",
                     help="also flow + plan on the simulator's task videos vs the LK floor (needs MuJoCo)")
+    ap.add_argument("--pipeline-only", action="store_true",
+                    help="only the flow + plan vs LK floor measurement on the sim tasks (issue 21 acceptance 1)")
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     import cv2
+
+    if args.pipeline_only:
+        emit(measure="env", cpus=os.cpu_count(), opencv=cv2.__version__, numpy=np.__version__,
+             opencv_threads=cv2.getNumThreads(), load_avg_1min=os.getloadavg()[0])
+        bench_pipeline(max(1, args.repeat))
+        return 0
 
     if args.quick:
         W, H, T0, N0, Ts, Ns, rep = 160, 120, 8, 32, (4, 8), (16, 32), 1

@@ -16,7 +16,7 @@ two numbers measured in this run, in this process.
 * ``plan_first_after_startup``: the first plan of a fresh process with an empty and with a
   filled persistent compilation cache.
 
-    .venv/bin/python bench/plan_bench.py [--quick] [--repeats N] [--cold] [--no-startup] [--no-pyroki]
+    .venv/bin/python bench/plan_bench.py [--quick] [--repeats N] [--cold] [--no-startup] [--no-pyroki] [--startup-only]
 
 --cold uses an empty persistent compilation cache (a temporary D2F_CACHE_DIR), so the JIT
 numbers include XLA compilation; without it a warm ~/.cache/dream2flow/jax may serve them.
@@ -384,6 +384,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cold", action="store_true", help="use an empty persistent compilation cache")
     ap.add_argument("--no-startup", action="store_true", help="skip the fresh-process first-plan measurements")
     ap.add_argument("--no-pyroki", action="store_true", help="skip the PyRoki side-by-side run")
+    ap.add_argument("--startup-only", action="store_true",
+                    help="only the fresh-process first-plan measurements (cold, then warm persistent cache x2)")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
@@ -397,6 +399,12 @@ def main(argv=None) -> int:
           "load_avg_1min": load})
     if args.quick:
         bench_solver([30], [64], 3)
+        return 0
+    if args.startup_only:
+        cold = tempfile.mkdtemp(prefix="d2f-bench-cold-")
+        bench_startup(cold, "cold")
+        for _ in range(2):
+            bench_startup(cold, "warm (persistent cache filled by the cold run)")
         return 0
     bench_solver([30, 60], [64, 256, 1024], args.repeats)
     if not args.no_pyroki:
