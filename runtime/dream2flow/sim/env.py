@@ -22,18 +22,20 @@ from dream2flow.types import RGBD, CameraModel
 if TYPE_CHECKING:
     from dream2flow.sim.frames import BackgroundFrames
     from dream2flow.sim.robot import MujocoRobotBackend
+    from dream2flow.sim.variation import Lighting
     from dream2flow.sim.video_gen import GeneratedVideo
 
 TASKS: tuple[str, ...] = tuple(TASK_CLASSES)
 SETTLE_S = 0.3  # physics run at reset so objects rest and the arm holds still
 
 
-def make_env(task: str, seed: int, *, camera: CameraModel | None = None, vary: str | None = None) -> "SimEnv":
+def make_env(task: str, seed: int, *, camera: CameraModel | None = None, vary: str | None = None,
+             lighting: "Lighting | None" = None) -> "SimEnv":
     """A fresh environment for ``task`` (one of ``TASKS``) drawn from ``seed``; ``camera`` defaults
     to ``hw/cameras/sim_d435.toml``; ``vary`` (one of ``vary.VARIATIONS``) draws that one factor of
-    the scene again (``sim/vary.py``). InvalidInput for an unknown task or variation, or a camera
-    MuJoCo can't model."""
-    return SimEnv(task, seed, camera=camera, vary=vary)
+    the scene again (``sim/vary.py``); ``lighting`` (``sim.variation``, training renders) None = the
+    default lights. InvalidInput for an unknown task or variation, or a camera MuJoCo can't model."""
+    return SimEnv(task, seed, camera=camera, vary=vary, lighting=lighting)
 
 
 def draw_task(task: str, seed: int, task_factory: Callable[[np.random.Generator], Any] | None = None,
@@ -57,9 +59,11 @@ class SimEnv:
     (MuJoCo), ``q_home`` [7] rad, ``info`` (task geometry in the base frame), ``xml``."""
 
     def __init__(self, task: str, seed: int, *, camera: CameraModel | None = None,
-                 task_factory: Callable[[np.random.Generator], Any] | None = None, vary: str | None = None) -> None:
+                 task_factory: Callable[[np.random.Generator], Any] | None = None, vary: str | None = None,
+                 lighting: "Lighting | None" = None) -> None:
         """``task_factory(rng) -> Task`` builds a task that is not in ``TASKS`` (e.g. ``push_t``, which
-        has its own evaluation, ``dream2flow.pusht``); ``task`` is then only its name."""
+        has its own evaluation, ``dream2flow.pusht``); ``task`` is then only its name. ``lighting``
+        (``sim.variation.Lighting``): other lights than the default ones (training renders)."""
         import mujoco
 
         if task_factory is None and task not in TASK_CLASSES:
@@ -79,7 +83,7 @@ class SimEnv:
         self._task, scene_rng = draw_task(task, self.seed, task_factory, vary=vary)
         self.xml, assets = compose(self._task, self._camera, scene_rng,
                                    background_rng=variation_rng(task, self.seed, "background")
-                                   if vary == "background" else None)
+                                   if vary == "background" else None, lighting=lighting)
         self.model = mujoco.MjModel.from_xml_string(self.xml, assets)
         self.data = mujoco.MjData(self.model)
         self.instruction = self._task.instruction
@@ -234,6 +238,25 @@ class SimEnv:
         W, H = self._camera.width, self._camera.height
         return (max(0, int(xs.min()) - margin_px), max(0, int(ys.min()) - margin_px),
                 min(W - 1, int(xs.max()) + margin_px), min(H - 1, int(ys.max()) + margin_px))
+
+    def render_at_progress(self, s: float, path: dict[str, Any] | None = None, *, robot: bool = False
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rgb [H,W,3] uint8, depth [H,W] float32 m, object mask [H,W] bool) with the task object at
+        progress ``s`` of the scripted ``path`` (``task_object.video_path(rng)``; None = nominal),
+        the robot shown or hidden, as the video generator places it. Rendered on a scratch copy of
+        the state (the env is left untouched); for training data and evaluation."""
+        import mujoco
+
+        data = mujoco.MjData(self.model)
+        data.qpos[:] = self.data.qpos
+        data.mocap_pos[:] = self.data.mocap_pos
+        data.mocap_quat[:] = self.data.mocap_quat
+        self._task.set_progress(self.model, data, float(s), path)
+        mujoco.mj_forward(self.model, data)
+        rgb = self._render(data, "rgb", robot)
+        depth = self._render(data, "depth", robot)
+        mask = np.isin(self._render(data, "seg", robot), self.object_body_ids)
+        return rgb, depth, mask
 
     # --- video generator / robot ---------------------------------------------------------------
     def generate_video(self, artifacts: str = "clean", *, num_frames: int = 48, seed: int | None = None,

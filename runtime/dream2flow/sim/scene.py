@@ -16,6 +16,7 @@ import numpy as np
 from dream2flow.sim import panda_model, textures
 from dream2flow.sim.camera import mjcf_camera
 from dream2flow.sim.tasks.base import SceneParts, Task, fmt
+from dream2flow.sim.variation import Lighting
 from dream2flow.types import CameraModel
 
 TIMESTEP_S = 0.002
@@ -104,13 +105,35 @@ def _occluder() -> str:
 ROBOTS: tuple[str, ...] = ("panda", "floating")
 
 
+def _light_xml(jitter: np.ndarray, lighting: Lighting | None) -> tuple[str, str, str]:
+    """(headlight, key light, fill light) elements; ``lighting`` None -> the default lights."""
+    if lighting is None:
+        return ('<headlight ambient="0.35 0.35 0.35" diffuse="0.35 0.35 0.35" specular="0.05 0.05 0.05"/>',
+                f'<light name="key" pos="{0.6 + jitter[0]:.3f} {-0.6 + jitter[1]:.3f} 1.8" dir="-0.1 0.3 -1" '
+                'diffuse="0.55 0.55 0.55" specular="0.1 0.1 0.1" castshadow="true"/>',
+                '<light name="fill" pos="-0.5 0.8 1.5" dir="0.5 -0.4 -1" diffuse="0.25 0.25 0.25" specular="0 0 0" '
+                'castshadow="false"/>')
+    L = lighting
+    a, h, f = L.ambient, L.headlight_diffuse, L.fill_diffuse
+    kd = fmt(L.key_diffuse * np.asarray(L.key_tint))
+    kp = np.array([0.6 + jitter[0], -0.6 + jitter[1], 1.8]) + np.asarray(L.key_offset_m)
+    return (f'<headlight ambient="{a:.4g} {a:.4g} {a:.4g}" diffuse="{h:.4g} {h:.4g} {h:.4g}" specular="0.05 0.05 0.05"/>',
+            f'<light name="key" pos="{kp[0]:.3f} {kp[1]:.3f} {kp[2]:.3f}" dir="-0.1 0.3 -1" diffuse="{kd}" '
+            'specular="0.1 0.1 0.1" castshadow="true"/>',
+            f'<light name="fill" pos="-0.5 0.8 1.5" dir="0.5 -0.4 -1" diffuse="{f:.4g} {f:.4g} {f:.4g}" '
+            'specular="0 0 0" castshadow="false"/>')
+
+
 def compose(task: Task, camera: CameraModel, rng: np.random.Generator, *, robot: str = "panda",
             hand_quat_wxyz: np.ndarray | None = None,
-            background_rng: np.random.Generator | None = None) -> tuple[str, dict[str, bytes]]:
+            background_rng: np.random.Generator | None = None,
+            lighting: Lighting | None = None) -> tuple[str, dict[str, bytes]]:
     """-> (MJCF XML, assets). ``rng`` draws the table/lighting; ``task`` draws its own objects;
     ``background_rng`` (the background variation) draws a varied table, floor, wall and lighting instead.
     ``robot``: ``panda`` (the arm on the table at the origin) or ``floating`` (the Franka Hand on
-    three slide joints, held at ``hand_quat_wxyz``; see ``panda_model.floating_hand_body_xml``)."""
+    three slide joints, held at ``hand_quat_wxyz``; see ``panda_model.floating_hand_body_xml``).
+    ``lighting`` (``variation.Lighting``) overrides the lights' levels and moves the key light;
+    None keeps the default lights (the XML is then exactly what it was without the option)."""
     if robot not in ROBOTS:
         raise ValueError(f"robot must be one of {ROBOTS}, got {robot!r}")
     if robot == "panda":
@@ -124,6 +147,7 @@ def compose(task: Task, camera: CameraModel, rng: np.random.Generator, *, robot:
     _table_and_room(rng, parts, varied=background_rng is not None)
     task.build(parts)
     light_jitter = rng.uniform(-0.15, 0.15, size=2)
+    head, key, fill = _light_xml(light_jitter, lighting)
     assets = dict(panda_model.mesh_assets())
     assets.update(parts.assets)
     offw, offh = max(640, camera.width), max(480, camera.height)
@@ -136,7 +160,7 @@ def compose(task: Task, camera: CameraModel, rng: np.random.Generator, *, robot:
   <global offwidth="{offw}" offheight="{offh}"/>
   <quality shadowsize="2048"/>
   <map znear="0.01" zfar="30"/>
-  <headlight ambient="0.35 0.35 0.35" diffuse="0.35 0.35 0.35" specular="0.05 0.05 0.05"/>
+  {head}
 </visual>
 <default>
   <geom friction="1.0 0.005 0.0001" solref="0.005 1" solimp="0.95 0.99 0.001"/>
@@ -147,8 +171,8 @@ def compose(task: Task, camera: CameraModel, rng: np.random.Generator, *, robot:
 {chr(10).join(parts.asset_xml)}
 </asset>
 <worldbody>
-<light name="key" pos="{0.6 + light_jitter[0]:.3f} {-0.6 + light_jitter[1]:.3f} 1.8" dir="-0.1 0.3 -1" diffuse="0.55 0.55 0.55" specular="0.1 0.1 0.1" castshadow="true"/>
-<light name="fill" pos="-0.5 0.8 1.5" dir="0.5 -0.4 -1" diffuse="0.25 0.25 0.25" specular="0 0 0" castshadow="false"/>
+{key}
+{fill}
 {mjcf_camera(camera)}
 {chr(10).join(parts.body_xml)}
 {robot_body}
