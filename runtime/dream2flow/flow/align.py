@@ -178,3 +178,113 @@ def _fit(x_rel: np.ndarray, z: np.ndarray, cfg: AlignConfig, seed: int, region: 
                       f"(need {100 * cfg.min_inlier_frac:.0f}%)", "inliers")
     return Alignment(scale=float(s), shift=float(b), residual_m=residual, inlier_frac=frac,
                      num_pixels=int(n_valid), region=region)
+
+
+# ---- per-frame alignment on the static scene -------------------------------------------------
+
+@dataclass(frozen=True)
+class FrameAlignConfig:
+    """Per-frame refit of a drifting video depth on the scene that does not move (see
+    ``fit_static_per_frame``). ``object_margin_px``: how far around the object's frame-0 mask and
+    its tracked region (convex hull of the visible tracks) pixels count as possibly moving;
+    ``grid_px``: pixels are taken on this grid (the fit needs thousands, not 300k);
+    ``agree_sigmas``: frame-0 pixels farther than this many robust sigmas from the frame-0 static
+    fit are left out of every frame (where the video and D0 disagree anyway: the robot, which D0
+    shows and a generated video does not, or the model's persistent mistakes)."""
+
+    enabled: bool = True
+    object_margin_px: int = 12
+    grid_px: int = 3
+    agree_sigmas: float = 3.0
+    min_pixels: int = 300
+    align: AlignConfig = AlignConfig(region="mask", fallback_to_image=False, max_samples=6000, ransac_iters=128,
+                                     max_residual_m=0.06, min_inlier_frac=0.3, min_depth_range_m=0.02)
+
+
+@dataclass(frozen=True)
+class FrameAlignment:
+    """Per frame t: ``gain[t]``, ``offset[t]`` map the frame's relative depth into frame 0's relative
+    scale (``rel0_equiv = gain·rel_t + offset``; frame 0 is the identity), from robust fits
+    ``D0 ≈ s_t·rel_t + b_t`` on the static scene: gain = s_t/s_0, offset = (b_t − b_0)/s_0.
+    ``residual_m[t]``: RMS of the static fit's inliers (m); ``num_pixels[t]``; ``ok[t]``: False
+    where the fit failed and the frame was left as it was (identity)."""
+
+    gain: np.ndarray
+    offset: np.ndarray
+    residual_m: np.ndarray
+    num_pixels: np.ndarray
+    ok: np.ndarray
+    scale0: float = 1.0
+    shift0: float = 0.0
+
+    def apply(self, rel: np.ndarray) -> np.ndarray:
+        """[T,H,W] relative depth -> the same in frame 0's relative scale (float32)."""
+        g = self.gain.astype(np.float32)[:, None, None]
+        o = self.offset.astype(np.float32)[:, None, None]
+        return (np.asarray(rel, np.float32) * g + o).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        r = lambda a, k=6: [round(float(v), k) for v in a]  # noqa: E731
+        return {"gain": r(self.gain), "offset": r(self.offset), "residual_m": r(self.residual_m),
+                "num_pixels": [int(v) for v in self.num_pixels], "ok": [bool(v) for v in self.ok],
+                "static_scale0": float(self.scale0), "static_shift0": float(self.shift0),
+                "frames_refit": int(self.ok[1:].sum()) if len(self.ok) > 1 else 0,
+                "max_gain_change": float(np.max(np.abs(self.gain - 1.0))) if len(self.gain) else 0.0}
+
+
+def moving_region(mask0: np.ndarray, tracks_px: np.ndarray, visible: np.ndarray, t: int, margin_px: int) -> np.ndarray:
+    """[H,W] bool: where the object may be at frame t or was at frame 0 -- its frame-0 mask and the
+    convex hull of its visible tracks at t (all its tracks' last estimates when fewer than 3 are
+    visible), grown by ``margin_px``."""
+    import cv2
+
+    H, W = mask0.shape
+    reg = mask0.astype(np.uint8).copy()
+    pts = tracks_px[t][visible[t]] if visible[t].sum() >= 3 else tracks_px[t]
+    pts = pts[np.isfinite(pts).all(1)]
+    if len(pts) >= 3:
+        hull = cv2.convexHull(np.round(pts).astype(np.int32).reshape(-1, 1, 2))
+        cv2.fillConvexPoly(reg, hull, 1)
+    k = 2 * int(margin_px) + 1
+    return cv2.dilate(reg, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+
+
+def fit_static_per_frame(rel: np.ndarray, depth_m: np.ndarray, mask0: np.ndarray, tracks_px: np.ndarray,
+                         visible: np.ndarray, *, config: FrameAlignConfig | None = None, seed: int = 0) -> FrameAlignment:
+    """Refit the video depth frame by frame on the static scene (the camera is static, so pixels
+    the object never covers keep D0's depth): ``D0 ≈ s_t·rel_t + b_t`` robustly (``fit_scale_shift``)
+    over D0-valid pixels outside ``moving_region`` that agree at frame 0; returns the per-frame
+    map into frame 0's relative scale, so the object keeps its own frame-0 fit (s*, b*) and only
+    the model's frame-to-frame drift is removed."""
+    cfg = config or FrameAlignConfig()
+    rel = np.asarray(rel)
+    T = rel.shape[0]
+    H, W = depth_m.shape
+    grid = np.zeros((H, W), bool)
+    grid[:: cfg.grid_px, :: cfg.grid_px] = True
+    d0 = np.asarray(depth_m, np.float64)
+    base = grid & np.isfinite(d0) & (d0 > 0)
+    gain, offset = np.ones(T), np.zeros(T)
+    resid, npx, ok = np.full(T, np.nan), np.zeros(T, np.int64), np.zeros(T, bool)
+    ok[0] = True
+    try:
+        use0 = base & ~moving_region(mask0, tracks_px, visible, 0, cfg.object_margin_px)
+        a0 = fit_scale_shift(rel[0], depth_m, use0, config=cfg.align, seed=seed)
+    except AlignmentFailed:
+        return FrameAlignment(gain, offset, resid, npx, np.eye(1, T, dtype=bool)[0])
+    r0 = np.abs(a0.scale * rel[0].astype(np.float64) + a0.shift - d0)
+    sigma = max(1.4826 * float(np.median(r0[use0 & np.isfinite(r0)])), 1e-4)
+    agree = base & np.isfinite(r0) & (r0 <= cfg.agree_sigmas * sigma)
+    resid[0], npx[0] = a0.residual_m, int(use0.sum())
+    for t in range(1, T):
+        use = agree & ~moving_region(mask0, tracks_px, visible, t, cfg.object_margin_px)
+        npx[t] = int(use.sum())
+        if npx[t] < cfg.min_pixels:
+            continue
+        try:
+            a = fit_scale_shift(rel[t], depth_m, use, config=cfg.align, seed=seed + t)
+        except AlignmentFailed:
+            continue
+        gain[t], offset[t] = a.scale / a0.scale, (a.shift - a0.shift) / a0.scale
+        resid[t], ok[t] = a.residual_m, True
+    return FrameAlignment(gain, offset, resid, npx, ok, scale0=a0.scale, shift0=a0.shift)

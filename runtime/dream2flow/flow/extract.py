@@ -1,7 +1,8 @@
 """The flow stage end to end: video + first RGB-D frame + object box -> ``ObjectFlow``.
 
     box --segmenter--> mask --sample--> n query points --tracker--> 2D tracks + visibility
-    video --video depth--> relative depth --align to D0 over the mask--> s*, b*
+    video --video depth--> relative depth --refit per frame on the static scene (drift)-->
+          --align to D0 over the mask--> s*, b*
     tracks + calibrated depth --lift--> points_base[T,n,3], visible[T,n] --(filter)--> ObjectFlow
 
 Nothing here knows about the robot; backends are swappable through the perception protocols
@@ -18,7 +19,7 @@ import numpy as np
 
 from dream2flow.errors import InvalidInput, PerceptionFailed
 from dream2flow.flow import MAX_NUM_POINTS
-from dream2flow.flow.align import AlignConfig, Alignment, fit_scale_shift
+from dream2flow.flow.align import AlignConfig, Alignment, FrameAlignConfig, fit_scale_shift, fit_static_per_frame
 from dream2flow.flow.filtering import FilterConfig, filter_flow
 from dream2flow.flow.lift import LiftConfig, lift_tracks
 from dream2flow.perception.protocols import Box, PointTracker, Segmenter, VideoDepth, validate_box
@@ -36,6 +37,7 @@ class FlowConfig:
     bench/flow_bench.py and tests/test_flow_*.py)."""
 
     align: AlignConfig = field(default_factory=AlignConfig)
+    frame_align: FrameAlignConfig = field(default_factory=FrameAlignConfig)
     lift: LiftConfig = field(default_factory=LiftConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
     erode_px: int = 3                  # query points stay this far inside the mask
@@ -138,6 +140,14 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
                                f"{list(visible_2d.shape)} for {len(query)} points over {T} frames")
 
     report("align", 0.8)
+    frame_align = None
+    if cfg.frame_align.enabled:  # a per-frame depth model drifts in scale: refit on what does not move
+        t0 = time.perf_counter()
+        frame_align = fit_static_per_frame(rel, rgbd.depth_m, mask, tracks_px, visible_2d, config=cfg.frame_align,
+                                           seed=seed)
+        rel = frame_align.apply(rel)
+        timings["frame_align"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
     alignment = fit_scale_shift(rel[0], rgbd.depth_m, mask, config=cfg.align, seed=seed)
     timings["align"] = time.perf_counter() - t0
@@ -165,6 +175,7 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
         "image_size": [int(W), int(H)],
         "alignment": alignment.to_dict(),
         "residual_m": alignment.residual_m,
+        "frame_align": frame_align.to_dict() if frame_align is not None else {"enabled": False},
         "visible_fraction": float(visible.mean()),
         "visible_fraction_2d": float(visible_2d.mean()),
         "mask_pixels": int(mask.sum()),
