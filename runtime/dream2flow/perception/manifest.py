@@ -16,8 +16,11 @@ Schema (TOML, ``schema = 1``), one ``[[model]]`` table per file::
     [model.parity]: max_abs, mean_abs, bound, ref_max_abs (figures from the export)
     [model.preprocess]: role-specific numbers (input size, mean, std, thresholds)
     [model.trt_profile]: min / opt / max shapes for dynamic inputs ({input: [dims]})
+    [model.training]: for models trained in this repository (the sim-trained stand-ins):
+        trained_on, seeds, command, wall time, metrics
 
-Roles: ``detector``, ``segmenter_encoder``, ``segmenter_decoder``, ``point_tracker``,
+Roles: ``detector``, ``segmenter`` (one box-prompted model), ``segmenter_encoder``,
+``segmenter_decoder`` (SAM 2's two halves), ``point_tracker``,
 ``video_depth``, ``hand_keypoints`` (a top-down keypoint model, e.g. ViTPose), ``hand_palm_detector``
 and ``hand_landmarks`` (MediaPipe's two-stage hand models, used together), ``policy`` (an RL
 policy: observation -> action, ``dream2flow.rl``).
@@ -41,7 +44,8 @@ else:  # pragma: no cover - exercised on 3.10
     import tomli as _toml
 
 SCHEMA_VERSION = 1
-ROLES = ("detector", "segmenter_encoder", "segmenter_decoder", "point_tracker", "video_depth", "hand_keypoints",
+ROLES = ("detector", "segmenter", "segmenter_encoder", "segmenter_decoder", "point_tracker", "video_depth",
+         "hand_keypoints",
          "hand_palm_detector", "hand_landmarks", "policy")
 DTYPES = ("float32", "float16", "int64", "int32", "bool", "uint8")
 _ORT_TYPE_TO_DTYPE = {
@@ -91,6 +95,7 @@ class ModelSpec:
     parity: dict[str, Any] = field(default_factory=dict)
     preprocess: dict[str, Any] = field(default_factory=dict)
     trt_profile: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
 
     def input(self, name: str) -> TensorSpec:
         for t in self.inputs:
@@ -118,6 +123,8 @@ class ModelSpec:
             d["preprocess"] = dict(self.preprocess)
         if self.trt_profile:
             d["trt_profile"] = {k: dict(v) for k, v in self.trt_profile.items()}
+        if self.training:
+            d["training"] = dict(self.training)
         return d
 
 
@@ -185,6 +192,7 @@ def spec_from_dict(d: dict[str, Any], where: str = "manifest") -> ModelSpec:
         fixture=bool(d.get("fixture", False)), notes=str(d.get("notes", "")),
         parity=dict(d.get("parity", {})), preprocess=dict(d.get("preprocess", {})),
         trt_profile={k: {n: list(v) for n, v in dict(p).items()} for k, p in prof.items()},
+        training=dict(d.get("training", {})),
     )
 
 
@@ -261,10 +269,10 @@ def manifest_to_toml(models: list[ModelSpec] | tuple[ModelSpec, ...], header: st
         d = m.to_dict()
         lines.append("[[model]]")
         for k, v in d.items():
-            if k in ("inputs", "outputs", "parity", "preprocess", "trt_profile"):
+            if k in ("inputs", "outputs", "parity", "preprocess", "trt_profile", "training"):
                 continue
             lines.append(f"{_key(k)} = {_toml_value(v)}")
-        for sub in ("parity", "preprocess", "trt_profile"):
+        for sub in ("parity", "preprocess", "trt_profile", "training"):
             if sub in d:
                 lines.append(f"[model.{sub}]")
                 for k, v in d[sub].items():
