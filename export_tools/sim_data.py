@@ -20,7 +20,7 @@ Each frame keeps RGB (uint8), metric depth (float16 m, 0 = nothing), the task ob
 its tight box. A scene is cached as one ``.npz`` under ``--cache`` (default ``/tmp/d2f_simdata``),
 so each scene is rendered once; the cache is never committed.
 
-    python export_tools/sim_data.py --split train --per-task 120 --cache /tmp/d2f_simdata
+    python export_tools/sim_data.py --split train --per-task 40 --cache /tmp/d2f_simdata
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ TASK_CLASS = {"bread_in_bowl": "bread", "open_drawer": "drawer", "open_oven": "h
               "open_door": "hinged_door"}
 DEFAULT_CACHE = Path("/tmp/d2f_simdata")
 FRAME_KINDS = ("i0", "robot_moved", "path")
+# (generated-video frames, robot-visible moved-object frames) per scene, besides I0: training scenes
+# carry more frames (a scene's set-up costs ~2 s of CPU, a frame ~0.15 s)
+SPLIT_FRAMES = {"train": (8, 2), "val": (4, 1), "heldout": (4, 1)}
 
 
 @dataclass
@@ -142,9 +145,12 @@ def load_scene(path: Path) -> SceneFrames:
 
 
 def ensure_scenes(split: str, per_task: int, *, cache: Path = DEFAULT_CACHE, tasks: tuple[str, ...] = TASKS,
-                  path_frames: int = 4, robot_moved: int = 1, log=print) -> list[Path]:
+                  path_frames: int | None = None, robot_moved: int | None = None, log=print) -> list[Path]:
     """Render the missing scenes of ``split`` (``per_task`` scenes of each task, seeds from the split's
-    start) into the cache; returns every scene's path (task-interleaved order)."""
+    start; frames per scene: ``SPLIT_FRAMES[split]`` unless given) into the cache; returns every scene's
+    path (task-interleaved order)."""
+    path_frames = SPLIT_FRAMES[split][0] if path_frames is None else int(path_frames)
+    robot_moved = SPLIT_FRAMES[split][1] if robot_moved is None else int(robot_moved)
     out: list[Path] = []
     t0 = time.perf_counter()
     todo = [(i, task) for i in range(per_task) for task in tasks]
@@ -173,11 +179,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--per-task", type=int, default=120, help="scenes per task (default 120)")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--path-frames", type=int, default=None,
+                    help="generated-video frames per scene (default: SPLIT_FRAMES, 8 for train, else 4)")
+    ap.add_argument("--robot-moved", type=int, default=None,
+                    help="robot-visible moved-object frames per scene (default: SPLIT_FRAMES, 2 for train, else 1)")
     args = ap.parse_args(argv)
     if not 1 <= args.per_task <= SPLITS[args.split][1] - SPLITS[args.split][0]:
         ap.error("--per-task out of the split's seed range")
     t0 = time.perf_counter()
-    paths = ensure_scenes(args.split, args.per_task, cache=args.cache, tasks=tuple(args.tasks.split(",")))
+    if (args.path_frames is not None and not 1 <= args.path_frames <= 64) or (
+            args.robot_moved is not None and not 0 <= args.robot_moved <= 16):
+        ap.error("--path-frames must be in [1, 64] and --robot-moved in [0, 16]")
+    paths = ensure_scenes(args.split, args.per_task, cache=args.cache, tasks=tuple(args.tasks.split(",")),
+                          path_frames=args.path_frames, robot_moved=args.robot_moved)
     print(f"{len(paths)} scenes in {args.cache / args.split} ({time.perf_counter() - t0:.0f} s)")
 
 
