@@ -13,9 +13,12 @@ Two kinds of entries:
   ``export_mediapipe_hands.py`` (byte-reproducible); the ONNX files are committed next to the
   manifest, and their sha256 and parity figures are recorded below (``MEDIAPIPE_EXPORT``).
 
-Plus the shipped RL policies (role ``policy``): each ``exported_models/<name>.spec.json`` (written
-by ``export_tools/ship_policy.py`` from a ``dream2flow rl train`` run) is an entry with its file's
-sha256 -- these files ARE committed (small MLPs trained here).
+Plus the models trained here, each described by its ``exported_models/<name>.spec.json`` (an
+entry with its file's sha256; these files ARE committed): the RL policies (role ``policy``,
+written by ``export_tools/ship_policy.py`` from a ``dream2flow rl train`` run) and the
+sim-trained perception stand-ins (``sim_video_depth``, ``sim_segmenter``, ``sim_detector``,
+written by ``export_tools/train_sim_*.py``; small U-Nets trained on simulator renders only,
+used only where a configuration names them: ``hw/perception.sim.toml``).
 
     python export_tools/real_manifest.py            # rewrite exported_models/manifest.toml
 """
@@ -37,8 +40,9 @@ ABOUT = ("The perception models Dream2Flow Edge serves. Entries without sha256 (
          "list what to export and how: their weights were never downloaded in this repository. Export each with "
          "its export_command on a workstation with torch; that replaces the entry with the file's sha256, I/O "
          "signature and parity figures. Entries with a sha256 (MediaPipe's hand models; the RL policies, role "
-         "'policy') were exported or trained here and their files are committed in this folder. See "
-         "exported_models/README.md.")
+         "'policy'; the SIM-TRAINED STAND-INS sim_*, small models trained here on simulator renders only and used "
+         "only where a configuration names them, hw/perception.sim.toml) were exported or trained here and their "
+         "files are committed in this folder. See exported_models/README.md.")
 
 # What ``export_tools/export_mediapipe_hands.py --out exported_models`` produced (it prints these;
 # the conversion is byte-reproducible, so a re-run must give the same sha256).
@@ -75,7 +79,7 @@ def t(name: str, dtype: str, *shape: int | str) -> TensorSpec:
 
 
 def policy_specs() -> list[ModelSpec]:
-    """The shipped policies' entries, from their ``.spec.json`` files (sorted by name)."""
+    """The entries of the models trained here (policies, sim-trained stand-ins), from their ``.spec.json`` files (sorted by name)."""
     return [load_spec_file(p) for p in sorted(OUT.glob("*.spec.json"))]
 
 

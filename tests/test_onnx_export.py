@@ -146,6 +146,12 @@ def test_committed_manifest_is_honest_and_current() -> None:
             assert m.sha256 == sha256_file(REPO / "exported_models" / m.file) and m.status == "exported"
             assert m.export_command.startswith("dream2flow rl train") and m.parity["max_abs"] < 1e-4
             continue
+        if m.name.startswith("sim_"):  # sim-trained stand-ins (issue 14): trained here, committed, hashed
+            assert m.sha256 == sha256_file(REPO / "exported_models" / m.file) and m.status == "exported"
+            assert m.export_command.startswith("python export_tools/train_sim_") and "--quick" not in m.export_command
+            assert "SIM-TRAINED STAND-IN" in m.notes and m.parity["max_abs"] <= m.parity["bound"]
+            assert m.training["quick"] is False and m.training["val_metrics"] and m.training["wall_time_s"] > 0
+            continue
         script = m.export_command.split()[1]
         assert (REPO / script).is_file(), script
         assert m.license and m.source_checkpoint
@@ -155,7 +161,8 @@ def test_committed_manifest_is_honest_and_current() -> None:
         else:
             assert m.sha256 is None and m.status == "not exported here"
     assert {m.name for m in committed.models if m.status == "exported" and m.role != "policy"} == {
-        "mediapipe_palm_detection_full", "mediapipe_hand_landmark_full"}
+        "mediapipe_palm_detection_full", "mediapipe_hand_landmark_full", "sim_video_depth", "sim_segmenter",
+        "sim_detector"}
     assert {m.name for m in committed.models if m.role == "policy"} == {"door_panda_flow_reward"}
 
 
