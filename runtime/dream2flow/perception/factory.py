@@ -37,6 +37,7 @@ MODEL_ROLES: dict[str, tuple[str, ...]] = {
     "tracker": ("point_tracker",),
     "video_depth": ("video_depth",),
 }
+SEGMENTER_SINGLE = ("segmenter",)  # one box-prompted model (the sim-trained stand-in)
 HAND_MEDIAPIPE = ("hand_palm_detector", "hand_landmarks")
 HAND_VITPOSE = ("hand_keypoints",)
 MEDIAPIPE_NAME = "mediapipe_hands"
@@ -71,6 +72,43 @@ def _classical_cls(role: str) -> Any:
 
         return ClassicalLKTracker
     raise KeyError(role)  # pragma: no cover - CLASSICAL_ROLES only
+
+
+def is_sim_stand_in(spec: Any) -> bool:
+    """A model trained here on the simulator (``perception.sim_models``): used only when named."""
+    from dream2flow.perception.sim_models import WRAPPERS
+
+    return str(spec.preprocess.get("wrapper", "")) in WRAPPERS
+
+
+def _model_cls(role: str, spec: Any) -> Any:
+    """The wrapper class of a role's (first) model: the sim-trained stand-ins by their
+    ``preprocess.wrapper``, else the foundation model's."""
+    wrapper = str(spec.preprocess.get("wrapper", ""))
+    if wrapper:
+        from dream2flow.perception import sim_models
+
+        by_wrapper = {"sim_detector": sim_models.SimDetector, "sim_segmenter": sim_models.SimBoxSegmenter,
+                      "sim_depth": sim_models.SimVideoDepth}
+        if wrapper in by_wrapper:
+            return by_wrapper[wrapper]
+    if role == "detector":
+        from dream2flow.perception.onnx_detector import OnnxGroundingDino
+
+        return OnnxGroundingDino
+    if role == "segmenter":
+        from dream2flow.perception.onnx_segmenter import OnnxSam2Segmenter
+
+        return OnnxSam2Segmenter
+    if role == "tracker":
+        from dream2flow.perception.onnx_tracker import OnnxCoTracker
+
+        return OnnxCoTracker
+    if role == "video_depth":
+        from dream2flow.perception.onnx_depth import OnnxDepthAnything
+
+        return OnnxDepthAnything
+    raise KeyError(role)  # pragma: no cover
 
 
 def _check_options(role: str, cls: Any, options: dict[str, Any], source: str) -> dict[str, Any]:
@@ -181,6 +219,8 @@ class Perception:
             return None, self._manifest_note
         if role == "hand":
             options = (("mediapipe", HAND_MEDIAPIPE), ("vitpose", HAND_VITPOSE))
+        elif role == "segmenter":
+            options = (("", MODEL_ROLES[role]), ("single", SEGMENTER_SINGLE))
         else:
             options = (("", MODEL_ROLES[role]),)
         if name is not None:
@@ -201,7 +241,9 @@ class Perception:
                 elif mrole == "segmenter_decoder" and specs and specs[0].preprocess.get("decoder"):
                     spec = m.get(str(specs[0].preprocess["decoder"]))
                 else:
-                    cands = m.by_role(mrole)
+                    # an unnamed choice never picks a sim-trained stand-in: those are named
+                    # (hw/perception.sim.toml), so "model" on a robot means the foundation model
+                    cands = [c for c in m.by_role(mrole) if not is_sim_stand_in(c)]
                     spec = cands[0] if cands else None
                 if spec is None:
                     specs = []
@@ -242,22 +284,9 @@ class Perception:
         if p.kind == "classical":
             cls = _classical_cls(role)
             return cls(**self._options(role, cls))
-        if role == "detector":
-            from dream2flow.perception.onnx_detector import OnnxGroundingDino as cls
-
-            return cls(self.engine, p.models[0], **self._options(role, cls))
-        if role == "segmenter":
-            from dream2flow.perception.onnx_segmenter import OnnxSam2Segmenter as cls
-
-            return cls(self.engine, p.models[0], p.models[1], **self._options(role, cls))
-        if role == "tracker":
-            from dream2flow.perception.onnx_tracker import OnnxCoTracker as cls
-
-            return cls(self.engine, p.models[0], **self._options(role, cls))
-        if role == "video_depth":
-            from dream2flow.perception.onnx_depth import OnnxDepthAnything as cls
-
-            return cls(self.engine, p.models[0], **self._options(role, cls))
+        if role in MODEL_ROLES:
+            cls = _model_cls(role, self.manifest.get(p.models[0]))
+            return cls(self.engine, *p.models, **self._options(role, cls))
         if p.variant == "mediapipe":
             from dream2flow.perception.mediapipe_hand import MediaPipeHand as cls
 
