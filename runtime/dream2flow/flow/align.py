@@ -193,6 +193,8 @@ class FrameAlignConfig:
     shows and a generated video does not, or the model's persistent mistakes)."""
 
     enabled: bool = True
+    object_fit: str = "shift"  # "shift": the object keeps the static frame-0 scale, its shift fitted on the
+    #                            mask (fit_shift_on_mask); "scale_shift": scale and shift fitted on the mask
     object_margin_px: int = 12
     grid_px: int = 3
     agree_sigmas: float = 3.0
@@ -288,3 +290,33 @@ def fit_static_per_frame(rel: np.ndarray, depth_m: np.ndarray, mask0: np.ndarray
         gain[t], offset[t] = a.scale / a0.scale, (a.shift - a0.shift) / a0.scale
         resid[t], ok[t] = a.residual_m, True
     return FrameAlignment(gain, offset, resid, npx, ok, scale0=a0.scale, shift0=a0.shift)
+
+
+def fit_shift_on_mask(rel: np.ndarray, depth_m: np.ndarray, mask: np.ndarray, scale: float, *,
+                      config: AlignConfig | None = None) -> Alignment:
+    """``depth_m ≈ scale·rel + b*`` over the mask with ``scale`` given (the static scene's frame-0 scale):
+    b* = the median of ``depth_m − scale·rel`` over valid mask pixels, refined as the mean over those
+    within 2.5 robust sigmas. ``AlignmentFailed`` for too few pixels or a residual above
+    ``config.max_residual_m``."""
+    cfg = config or AlignConfig()
+    rel = np.asarray(rel, np.float64)
+    d = np.asarray(depth_m, np.float64)
+    use = np.isfinite(rel) & np.isfinite(d) & (d > 0) & np.asarray(mask, bool)
+    n = int(use.sum())
+    if n < cfg.min_pixels:
+        raise _failed(f"depth alignment: only {n} pixels of the object mask have valid depth in both D0 and "
+                      f"the video depth (need {cfg.min_pixels})", "few")
+    if not (np.isfinite(scale) and scale > 0):
+        raise _failed(f"depth alignment: degenerate static-scene scale {scale}", "degenerate")
+    r = d[use] - scale * rel[use]
+    b = float(np.median(r))
+    sigma = max(1.4826 * float(np.median(np.abs(r - b))), 1e-4)
+    keep = np.abs(r - b) <= cfg.final_sigmas * sigma
+    b = float(np.mean(r[keep]))
+    residual = float(np.sqrt(np.mean((r[keep] - b) ** 2)))
+    frac = float(keep.mean())
+    if residual > cfg.max_residual_m or frac < cfg.min_inlier_frac:
+        raise _failed(f"depth alignment: residual {1000 * residual:.1f} mm over the object with the static scale "
+                      f"(max {1000 * cfg.max_residual_m:.0f} mm), inliers {100 * frac:.0f}%", "residual")
+    return Alignment(scale=float(scale), shift=b, residual_m=residual, inlier_frac=frac, num_pixels=n,
+                     region="mask_shift")

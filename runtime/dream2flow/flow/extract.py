@@ -19,7 +19,8 @@ import numpy as np
 
 from dream2flow.errors import InvalidInput, PerceptionFailed
 from dream2flow.flow import MAX_NUM_POINTS
-from dream2flow.flow.align import AlignConfig, Alignment, FrameAlignConfig, fit_scale_shift, fit_static_per_frame
+from dream2flow.flow.align import (AlignConfig, Alignment, FrameAlignConfig, fit_scale_shift, fit_shift_on_mask,
+                                   fit_static_per_frame)
 from dream2flow.flow.filtering import FilterConfig, filter_flow
 from dream2flow.flow.lift import LiftConfig, lift_tracks
 from dream2flow.perception.protocols import Box, PointTracker, Segmenter, VideoDepth, validate_box
@@ -149,7 +150,12 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
         timings["frame_align"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    alignment = fit_scale_shift(rel[0], rgbd.depth_m, mask, config=cfg.align, seed=seed)
+    if (frame_align is not None and cfg.frame_align.object_fit == "shift" and frame_align.ok[0]
+            and np.isfinite(frame_align.residual_m[0])):
+        # the object keeps frame 0's static-scene scale; only its shift comes from its own pixels
+        alignment = fit_shift_on_mask(rel[0], rgbd.depth_m, mask, frame_align.scale0, config=cfg.align)
+    else:
+        alignment = fit_scale_shift(rel[0], rgbd.depth_m, mask, config=cfg.align, seed=seed)
     timings["align"] = time.perf_counter() - t0
 
     report("lift", 0.85)
