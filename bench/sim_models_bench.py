@@ -16,7 +16,8 @@ as ``dream2flow flow`` reads it. Per scene it measures
 - ``flow``: the flow's 3D error against the truth (``sim.flow_truth``; median, visible fraction)
   for these variants: ``privileged`` (the simulator's box and relative depth, RGB-D segmenter, LK),
   ``privileged_dis`` (same with the DIS tracker), ``sim_depth`` / ``sim_depth_noalign`` (truth box,
-  the depth model, with / without the per-frame static-scene alignment), ``simrel_noalign``
+  the depth model, with / without the per-frame static-scene alignment; ``sim_depth_maskfit``: with
+  it, but the object's scale fitted on its own pixels instead of the static scene's), ``simrel_noalign``
   (privileged without that alignment), and ``perceived`` / ``perceived_dis`` /
   ``perceived_noalign`` (everything from the sim models: detector box, sim segmenter, depth model).
 
@@ -43,7 +44,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT_START = 60000  # export_tools/sim_data.SPLITS["heldout"]
 TASKS = ("bread_in_bowl", "open_drawer", "open_oven", "open_door")
-VARIANTS = ("privileged", "privileged_dis", "simrel_noalign", "sim_depth", "sim_depth_noalign", "perceived",
+VARIANTS = ("privileged", "privileged_dis", "simrel_noalign", "sim_depth", "sim_depth_maskfit", "sim_depth_noalign",
+            "perceived",
             "perceived_dis", "perceived_noalign")
 
 
@@ -153,12 +155,14 @@ def run_scene(task: str, seed: int, num_frames: int, perc: dict[str, Any], rows:
 
     # flows
     no_align = replace(FlowConfig(), frame_align=replace(FrameAlignConfig(), enabled=False))
+    mask_fit = replace(FlowConfig(), frame_align=replace(FrameAlignConfig(), object_fit="scale_shift"))
     lk, dis = ClassicalLKTracker(), DISFlowTracker()
     variants = {
         "privileged": (box_priv, gen.rel_depth, None, lk, None),
         "privileged_dis": (box_priv, gen.rel_depth, None, dis, None),
         "simrel_noalign": (box_priv, gen.rel_depth, None, lk, no_align),
         "sim_depth": (box_priv, rel_model, None, lk, None),
+        "sim_depth_maskfit": (box_priv, rel_model, None, lk, mask_fit),
         "sim_depth_noalign": (box_priv, rel_model, None, lk, no_align),
         "perceived": (det_box, rel_model, perc["segmenter"], lk, None),
         "perceived_dis": (det_box, rel_model, perc["segmenter"], dis, None),
