@@ -65,3 +65,20 @@ def test_no_drift_changes_nothing_measurable(scene) -> None:
     fa = on.flow.meta["frame_align"]
     assert max(abs(x - 1.0) for x in fa["gain"]) < 0.01
     assert _err(scene, on) < 0.005
+
+
+def test_object_shift_on_the_static_scale(scene) -> None:
+    from synthetic_scene import TRUE_SCALE, TRUE_SHIFT
+
+    from dream2flow.errors import AlignmentFailed
+    from dream2flow.flow.align import fit_shift_on_mask
+
+    rel = scene.rel_depth(noise=0.005, seed=0)
+    rgbd = scene.rgbd0()
+    res = extract_flow(scene.video(), rgbd, scene.box(), rel, num_points=64, seed=0)
+    a = fit_shift_on_mask(rel[0], rgbd.depth_m, res.mask, TRUE_SCALE)
+    assert a.scale == TRUE_SCALE and abs(a.shift - TRUE_SHIFT) < 0.005 and a.region == "mask_shift"
+    # the flow stage's default: the object's scale is the static scene's, its shift its own
+    assert res.alignment.region == "mask_shift" and abs(res.alignment.scale / TRUE_SCALE - 1) < 0.01
+    with pytest.raises(AlignmentFailed):
+        fit_shift_on_mask(rel[0], rgbd.depth_m, np.zeros_like(res.mask), TRUE_SCALE)
