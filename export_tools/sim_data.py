@@ -20,7 +20,7 @@ Each frame keeps RGB (uint8), metric depth (float16 m, 0 = nothing), the task ob
 its tight box. A scene is cached as one ``.npz`` under ``--cache`` (default ``/tmp/d2f_simdata``),
 so each scene is rendered once; the cache is never committed.
 
-    python export_tools/sim_data.py --split train --per-task 30 --cache /tmp/d2f_simdata
+    python export_tools/sim_data.py --split train --per-task 25 --cache /tmp/d2f_simdata
 """
 
 from __future__ import annotations
