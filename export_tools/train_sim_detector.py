@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from export_tools.sim_nets import DetNet, count_params
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = sim_train.parser(__doc__.split("\n\n")[0], steps=800, batch=16, per_task=25, val_per_task=3)
+    ap = sim_train.parser(__doc__.split("\n\n")[0], steps=800, batch=16, per_task=40, val_per_task=10)
     args = sim_train.finish_args(ap, ap.parse_args(argv))
     name = args.name or NAME
     C = len(sim_data.CLASSES)
