@@ -101,6 +101,24 @@ def test_pyrealsense2_with_rsusb_and_runtime_install() -> None:
     assert all("==" in ln for ln in base.splitlines() if ln.strip() and not ln.startswith("#"))
 
 
+def test_libfranka_and_pylibfranka_built_from_source_at_the_pinned_version() -> None:
+    """aarch64 has no pylibfranka wheel: the image builds libfranka (a release tag, with Pinocchio from
+    the pinned cmeel wheel) and the bindings, at the version the x86_64 `franka` extra pins, and checks
+    the import at build time."""
+    ins = _instructions()
+    runs = " ".join(a for i, a in ins if i == "RUN")
+    args = {a.split("=")[0]: a.split("=", 1)[1] for i, a in ins if i == "ARG" and "=" in a}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", args["LIBFRANKA_VERSION"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+", args["PIN_VERSION"]) and '"pin==${PIN_VERSION}"' in runs
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert f'pylibfranka=={args["LIBFRANKA_VERSION"]}' in pyproject
+    assert "--recurse-submodules" in runs and '--branch "${LIBFRANKA_VERSION}"' in runs
+    assert "frankarobotics/libfranka.git" in runs and "-DBUILD_TESTS=OFF" in runs
+    assert "pip install --no-cache-dir /tmp/libfranka" in runs and "import pylibfranka" in runs
+    # the bindings are built before the runtime is installed (the runtime imports them lazily)
+    assert runs.index("import pylibfranka") < runs.index("pip install --no-cache-dir /opt/dream2flow")
+
+
 def test_engines_built_at_first_start_into_a_volume() -> None:
     ins = dict((i, a) for i, a in _instructions())
     assert json.loads(ins["VOLUME"]) == ["/data"]

@@ -20,7 +20,7 @@ from dream2flow.errors import EXIT_CODES, Dream2FlowError
 
 # (command, module under dream2flow.commands) in the order --help lists them.
 COMMANDS: tuple[str, ...] = ("flow", "plan", "perceive", "execute", "sim", "demo", "eval", "serve", "task", "camera",
-                             "models", "rl", "pusht")
+                             "models", "rl", "pusht", "robot")
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):

@@ -229,9 +229,31 @@ def save_camera(cam: CameraModel, path: str | Path, comment: str = "") -> Path:
 
 
 @dataclass(frozen=True)
+class PositionBasedVelocityLimits:
+    """The FR3's position-dependent joint velocity envelope (``hw/robot/fr3_limits.toml``
+    ``[position_based_velocity]``): near its stop a joint may only move as fast as it can still
+    brake. Per joint [7]: ``q_min``/``q_max`` (rad), ``velocity_offset`` (rad/s),
+    ``deceleration`` (rad/s^2)."""
+
+    q_min: np.ndarray
+    q_max: np.ndarray
+    velocity_offset: np.ndarray
+    deceleration: np.ndarray
+
+    def bounds(self, q: np.ndarray, dq_max: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) allowed joint velocity [..., 7] (rad/s) at joints ``q`` [..., 7]."""
+        q = np.asarray(q, dtype=np.float64)
+        up = -self.velocity_offset + np.sqrt(np.maximum(0.0, 2.0 * self.deceleration * (self.q_max - q)))
+        lo = self.velocity_offset - np.sqrt(np.maximum(0.0, 2.0 * self.deceleration * (q - self.q_min)))
+        return np.maximum(-dq_max, np.minimum(0.0, lo)), np.minimum(dq_max, np.maximum(0.0, up))
+
+
+@dataclass(frozen=True)
 class RobotLimits:
-    """Franka Panda limits (published table, ``hw/robot/panda_limits.toml``). Per joint, [7] each:
-    positions rad, velocity rad/s, acceleration rad/s^2, jerk rad/s^3, torque N·m."""
+    """Franka's published limits for one arm model (``hw/robot/<model>_limits.toml``: the Panda's
+    or the FR3's). Per joint, [7] each: positions rad, velocity rad/s, acceleration rad/s^2, jerk
+    rad/s^3, torque N·m. ``velocity_envelope``: the FR3's position-based velocity limits (None for
+    the Panda, whose velocity limit is a constant)."""
 
     q_min: np.ndarray
     q_max: np.ndarray
@@ -241,6 +263,15 @@ class RobotLimits:
     tau_max: np.ndarray
     q_ready: np.ndarray
     gripper_max_width_m: float
+    model: str = "panda"
+    velocity_envelope: PositionBasedVelocityLimits | None = None
+
+    def velocity_bounds(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) allowed joint velocity [..., 7] (rad/s) at joints ``q`` [..., 7]."""
+        if self.velocity_envelope is None:
+            q = np.asarray(q, dtype=np.float64)
+            return np.broadcast_to(-self.dq_max, q.shape), np.broadcast_to(self.dq_max, q.shape)
+        return self.velocity_envelope.bounds(q, self.dq_max)
 
     def check_q(self, q: np.ndarray, margin_rad: float = 0.0) -> list[str]:
         """Names of broken position limits of ``q`` [...,7], e.g. ``['joint 4 above max by 0.012 rad']``."""
@@ -256,13 +287,56 @@ class RobotLimits:
         return problems
 
 
+# Arm models and their limit files in hw/robot/. The kinematics (Franka's modified-DH table) are
+# the same for both (dream2flow.control.kinematics).
+ROBOT_MODELS: dict[str, str] = {"panda": "panda_limits.toml", "fr3": "fr3_limits.toml"}
+_default_model: str | None = None
+
+
+def set_default_robot_model(model: str | None) -> None:
+    """Make ``model`` ("panda" | "fr3") the arm that ``load_robot_limits()`` describes in this
+    process (the service sets it from ``[robot] model``; ``None`` goes back to
+    ``$D2F_ROBOT_MODEL`` / "panda")."""
+    if model is not None and model not in ROBOT_MODELS:
+        raise InvalidInput(f"unknown robot model {model!r} (choose from {', '.join(ROBOT_MODELS)})")
+    global _default_model
+    _default_model = model
+
+
+def default_robot_model() -> str:
+    """The configured arm model: ``set_default_robot_model``, else ``$D2F_ROBOT_MODEL``, else "panda"."""
+    model = _default_model or os.environ.get("D2F_ROBOT_MODEL") or "panda"
+    if model not in ROBOT_MODELS:
+        raise InvalidInput(f"D2F_ROBOT_MODEL={model!r} is not a robot model (choose from {', '.join(ROBOT_MODELS)})")
+    return model
+
+
+def _envelope_from_dict(d: Any, where: str) -> PositionBasedVelocityLimits:
+    if not isinstance(d, dict):
+        raise InvalidInput(f"{where}: [position_based_velocity] must be a table")
+    env = PositionBasedVelocityLimits(
+        q_min=_vector(d, "q_min", 7, f"{where} [position_based_velocity]"),
+        q_max=_vector(d, "q_max", 7, f"{where} [position_based_velocity]"),
+        velocity_offset=_vector(d, "velocity_offset", 7, f"{where} [position_based_velocity]"),
+        deceleration=_vector(d, "deceleration", 7, f"{where} [position_based_velocity]"))
+    if (env.q_min >= env.q_max).any() or (env.velocity_offset < 0).any() or (env.deceleration <= 0).any():
+        raise InvalidInput(f"{where} [position_based_velocity]: need q_min < q_max, velocity_offset >= 0, "
+                           "deceleration > 0")
+    return env
+
+
 def robot_limits_from_dict(d: dict[str, Any], where: str = "robot limits") -> RobotLimits:
+    model = d.get("model", "panda")
+    if model not in ROBOT_MODELS:
+        raise InvalidInput(f"{where}: 'model' must be one of {', '.join(ROBOT_MODELS)}, got {model!r}")
+    envelope = _envelope_from_dict(d["position_based_velocity"], where) if "position_based_velocity" in d else None
     lim = RobotLimits(
         q_min=_vector(d, "q_min", 7, where), q_max=_vector(d, "q_max", 7, where),
         dq_max=_vector(d, "dq_max", 7, where), ddq_max=_vector(d, "ddq_max", 7, where),
         dddq_max=_vector(d, "dddq_max", 7, where), tau_max=_vector(d, "tau_max", 7, where),
         q_ready=_vector(d, "q_ready", 7, where),
         gripper_max_width_m=float(d.get("gripper_max_width_m", 0.08)),
+        model=str(model), velocity_envelope=envelope,
     )
     if (lim.q_min >= lim.q_max).any():
         raise InvalidInput(f"{where}: every q_min must be below its q_max")
@@ -277,9 +351,19 @@ def robot_limits_from_dict(d: dict[str, Any], where: str = "robot limits") -> Ro
 _LIMITS_CACHE: dict[str, RobotLimits] = {}
 
 
-def load_robot_limits(path: str | Path | None = None) -> RobotLimits:
-    """Limits from ``path`` or the default ``hw/robot/panda_limits.toml`` (cached per path)."""
-    p = str(Path(path) if path else hw_file("robot/panda_limits.toml", shipped_fallback=True))
+def load_robot_limits(path: str | Path | None = None, *, model: str | None = None) -> RobotLimits:
+    """Limits from ``path``, else those of arm ``model`` (default: ``default_robot_model()``):
+    ``robot/panda_limits.toml`` or ``robot/fr3_limits.toml`` of the hw folder, else the shipped
+    copy (Franka's published facts; cached per path)."""
+    if path is None:
+        model = model or default_robot_model()
+        if model not in ROBOT_MODELS:
+            raise InvalidInput(f"unknown robot model {model!r} (choose from {', '.join(ROBOT_MODELS)})")
+        path = hw_file(f"robot/{ROBOT_MODELS[model]}", shipped_fallback=True)
+    p = str(Path(path))
     if p not in _LIMITS_CACHE:
-        _LIMITS_CACHE[p] = robot_limits_from_dict(load_toml(p), where=p)
+        lim = robot_limits_from_dict(load_toml(p), where=p)
+        if model is not None and lim.model != model:
+            raise InvalidInput(f"{p}: describes the {lim.model} but the {model} was asked for")
+        _LIMITS_CACHE[p] = lim
     return _LIMITS_CACHE[p]

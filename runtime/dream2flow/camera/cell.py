@@ -20,7 +20,7 @@ from dream2flow.camera.charuco import BoardSpec
 from dream2flow.camera.configs import CameraConfig, camera_config_from_dict
 from dream2flow.errors import InvalidInput
 
-_ROBOT_KEYS = ("name", "backend", "limits", "polymetis", "control", "urdf")
+_ROBOT_KEYS = ("name", "backend", "limits", "polymetis", "libfranka", "control", "urdf")
 
 
 @dataclass
@@ -39,6 +39,7 @@ class CellConfig:
     calibration_out: Path | None
     poses: np.ndarray | None
     raw: dict[str, Any] = field(default_factory=dict)
+    libfranka_file: Path | None = None
 
 
 def load_poses(d: dict[str, Any], where: str) -> np.ndarray | None:
@@ -75,8 +76,8 @@ def load_cell(path: str | Path) -> CellConfig:
     if unknown:
         raise InvalidInput(f"{where} [robot]: unknown key(s) {', '.join(unknown)} (known: {', '.join(_ROBOT_KEYS)})")
     backend = robot.get("backend", "polymetis")
-    if backend not in ("kinematic", "mujoco", "polymetis"):
-        raise InvalidInput(f"{where} [robot]: unknown backend {backend!r} (kinematic, mujoco, polymetis)")
+    if backend not in ("kinematic", "mujoco", "polymetis", "libfranka"):
+        raise InvalidInput(f"{where} [robot]: unknown backend {backend!r} (kinematic, mujoco, polymetis, libfranka)")
     if "camera" not in d:
         raise InvalidInput(f"{where}: missing the [camera] table")
     camera = camera_config_from_dict(d["camera"], base_dir=base, where=f"{where} [camera]")
@@ -99,4 +100,5 @@ def load_cell(path: str | Path) -> CellConfig:
                       limits_file=ref(robot.get("limits"), "robot.limits"),
                       polymetis_file=ref(robot.get("polymetis"), "robot.polymetis"),
                       camera=camera, data_dir=ref(data.get("dir"), "data.dir"), board=board,
-                      calibration=calibration, calibration_out=out, poses=poses, raw=d)
+                      calibration=calibration, calibration_out=out, poses=poses, raw=d,
+                      libfranka_file=ref(robot.get("libfranka"), "robot.libfranka"))

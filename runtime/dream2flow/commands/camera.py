@@ -80,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                        "[calibration] out, else hw/cameras/<serial>_calibrated.toml)")
     cal.add_argument("--save-samples", metavar="DIR", help="also keep the images and robot poses here")
     cal.add_argument("--accept-poor", action="store_true", help="write even if residuals exceed the bounds")
-    cal.add_argument("--host", help="Polymetis server host (overrides the cell's polymetis file)")
+    cal.add_argument("--host", help="Polymetis server host, or the FR3's FCI address for a libfranka cell "
+                                     "(overrides the cell's polymetis / libfranka file)")
     cal.add_argument("--yes", action="store_true", help="confirm that the robot may move (real cell)")
     cal.add_argument("--seed", type=seed_type(), default=0, help="--sim: seed of the cell and poses (default 0)")
     cal.add_argument("--num-poses", type=int_in(3, 200), default=12, help="--sim: number of poses (default 12)")
@@ -321,6 +322,14 @@ def _make_robot(cell, host: str | None):
         if cell.polymetis_file is not None:
             cfg = polymetis_config_from_dict(load_toml(cell.polymetis_file), str(cell.polymetis_file))
         return PolymetisBackend(config=cfg, host=host)
+    if cell.backend == "libfranka":
+        from dream2flow.config import load_toml, set_default_robot_model
+        from dream2flow.control.backends.libfranka import LibfrankaBackend, libfranka_config_from_dict, load_libfranka_config
+
+        set_default_robot_model("fr3")  # the calibration poses are checked against the FR3's limits
+        cfg = (libfranka_config_from_dict(load_toml(cell.libfranka_file), str(cell.libfranka_file))
+               if cell.libfranka_file is not None else load_libfranka_config())
+        return LibfrankaBackend(config=cfg, robot_ip=host)
     from dream2flow.control.backends import make_backend
 
     return make_backend(cell.backend)

@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="service TOML (default: built-in defaults)")
     p.add_argument("--listen", metavar="HOST:PORT", help="address to bind (default 127.0.0.1:50051)")
     p.add_argument("--data-dir", metavar="DIR", help="job store + artifacts folder")
-    p.add_argument("--backend", metavar="NAME", choices=("kinematic", "mujoco", "polymetis"),
-                   help="robot backend: kinematic | mujoco | polymetis")
+    p.add_argument("--backend", metavar="NAME", choices=("kinematic", "mujoco", "polymetis", "libfranka"),
+                   help="robot backend: kinematic | mujoco | polymetis (Panda) | libfranka (FR3; needs [robot] "
+                        "real_arm_consent = true)")
     p.add_argument("--insecure", action="store_true",
                    help="plaintext gRPC (no TLS); refused on non-loopback addresses unless the config allows it")
     p.add_argument("--perception", metavar="SPEC",
@@ -102,12 +103,21 @@ def run(args: argparse.Namespace) -> int:
         from dream2flow.errors import InvalidInput
 
         raise InvalidInput("--hosts applies to --init only")
+    from dream2flow.config import set_default_robot_model
     from dream2flow.log import progress
     from dream2flow.service.config import load_service_config
     from dream2flow.service.server import serve
 
     cfg = apply_overrides(load_service_config(args.config), args)
     use_cell_config(cfg)
+    set_default_robot_model(cfg.robot.arm_model)  # planning and the control loop check this arm's limits
+    if "libfranka" in cfg.backends and not cfg.robot.robot_ip:
+        from dream2flow.control.backends.libfranka import load_libfranka_config
+        from dream2flow.errors import InvalidInput
+
+        if not load_libfranka_config().robot_ip:
+            raise InvalidInput("the libfranka backend needs the FR3's FCI address: [robot] robot_ip in the service "
+                               "config, or robot_ip in the hw folder's robot/libfranka.toml")
     host = cfg.server.listen.rpartition(":")[0]
 
     def ready(svc) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,5 @@
-"""Franka Panda forward kinematics in NumPy, for the safety layer's workspace check.
+"""Franka forward kinematics in NumPy (the Panda and the Research 3 share Franka's modified-DH
+table, only their limits differ: ``hw/robot/*_limits.toml``), for the safety layer's workspace check.
 
 Why a NumPy copy when ``planning/`` has a JAX one: the control loop checks every command
 before it leaves the process (up to 1 kHz) and must not pay JAX dispatch or pull JAX into

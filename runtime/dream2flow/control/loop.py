@@ -23,7 +23,11 @@ refuses faster rates), ``tracking_lag_s`` ([7] s: the deviation check allows tha
 of commanded velocity on top of ``max_deviation_rad``, for impedance control without velocity
 feed-forward), ``mode == "trajectory"`` with ``send_trajectory(q[M,7], dq[M,7], hz)`` and
 ``trajectory_hz`` (the whole resampled trajectory is sent once, then the loop only monitors),
-``finish()`` (called after a successful run, e.g. to end a streaming controller).
+``finish()`` (called after a successful run, e.g. to end a streaming controller),
+``prepare_stream(t_s[N], q[N,7], q_measured[7]) -> reason | None`` (pre-flight: the backend
+checks the whole stream against its own interface's rules, e.g. libfranka's 1 kHz continuity,
+and returns a refusal reason; runs for dry runs too), ``pacer(spin_s)`` (a real robot's own
+clock to pace the loop on, instead of the wall clock).
 
 Consent. A backend that moves a real arm says so (``moves_real_arm = True``: polymetis, and any
 other real-arm backend). The loop, the one path every motion takes, refuses to run such a backend
@@ -283,7 +287,9 @@ class _Runner:
         self.on_tick = on_tick
         self.simulated = bool(getattr(backend, "simulated", False))
         self.paced = (not self.simulated) or realtime or pacer is not None
-        self.pacer = pacer if pacer is not None else (WallClockPacer(cfg.spin_s) if self.paced else None)
+        backend_pacer = getattr(backend, "pacer", None) if (pacer is None and not self.simulated) else None
+        self.pacer = pacer if pacer is not None else (
+            backend_pacer(cfg.spin_s) if callable(backend_pacer) else WallClockPacer(cfg.spin_s) if self.paced else None)
         self.dense = dense
         self.open_width_m = open_width_m
         self.meta = meta
@@ -349,6 +355,15 @@ class _Runner:
         if violation is None and self.dense is not None:
             dq, _, hz = self.dense
             violation = self.safety.check_stream(np.arange(len(dq)) / hz, dq, self.q_rest, tol, 1.0 / hz)
+        prepare = getattr(self.backend, "prepare_stream", None)
+        if violation is None and callable(prepare):
+            try:
+                violation = prepare(s.t_s, s.q, self.q_rest)
+            except Dream2FlowError:
+                raise
+            except Exception as exc:
+                raise NotReady(f"backend '{getattr(self.backend, 'name', '?')}' could not prepare the stream: "
+                               f"{type(exc).__name__}: {exc}") from None
         if violation is not None:
             return _failed_preflight(f"pre-flight: {violation}; nothing was sent", self.rate, self.backend, self.meta)
         if dry_run:

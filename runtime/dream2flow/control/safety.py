@@ -1,9 +1,12 @@
 """Safety layer: every joint command is checked before it leaves the process.
 
-Checks (limits from ``hw/robot/panda_limits.toml`` scaled by ``hw/robot/control.toml``):
+Checks (limits of the configured arm, ``hw/robot/panda_limits.toml`` or ``fr3_limits.toml``,
+scaled by ``hw/robot/control.toml``):
 - joint positions inside [q_min + margin, q_max - margin];
 - velocity, acceleration and jerk of the *commanded stream* (finite differences over plan time,
   so a skipped period is a longer interval, not a faster motion) under the scaled Franka limits;
+  on the FR3 the velocity also inside its position-based envelope (evaluated where the joint
+  is at the start of each interval, as the robot does);
 - the TCP and the flange inside the workspace box (NumPy forward kinematics);
 - measured joints within ``max_deviation_rad`` of the last command (plus a backend's declared
   lag allowance, never more than ``deviation_cap_rad`` in all, whatever the speed);
@@ -44,6 +47,7 @@ class SafetyLayer:
         self.ws_hi = np.asarray(config.workspace_max, dtype=np.float64)
         self.max_deviation = config.max_deviation_rad
         self.deviation_cap = config.deviation_cap_rad
+        self.envelope = limits.velocity_envelope is not None
         self._ws_lo_t = tuple(float(x) for x in self.ws_lo)
         self._ws_hi_t = tuple(float(x) for x in self.ws_hi)
 
@@ -96,6 +100,11 @@ class SafetyLayer:
         jerk = np.diff(a, axis=0) / np.diff(ma)[:, None]
         if (np.abs(v[2]) > self.v_max).any() or (np.abs(a[1]) > self.a_max).any() or (np.abs(jerk[0]) > self.j_max).any():
             return self._check(t, q, first=3)
+        if self.envelope:
+            lo, hi = self.limits.velocity_bounds(q[2])
+            frac = self.config.velocity_fraction
+            if ((v[2] > hi * frac) | (v[2] < lo * frac)).any():
+                return self._check(t, q, first=3)
         tcp, flange = fk_points(c)
         lo, hi = self._ws_lo_t, self._ws_hi_t
         for p in (tcp, flange):
@@ -136,6 +145,21 @@ class SafetyLayer:
                         "jerk": self.config.jerk_fraction}[name]
                 hits.append((i, f"joint {j + 1} commanded {name} {abs(arr[r + start, j]):.3g} {unit} exceeds the allowed "
                                 f"{lim[j]:.3g} {unit} ({frac:g} x Franka's limit) at t={tc[i]:.3f} s"))
+
+        if self.envelope:
+            # FR3: velocity of interval r (q rows r, r+1) inside the envelope at q row r.
+            lo, hi = self.limits.velocity_bounds(q[:-1])
+            frac = self.config.velocity_fraction
+            start = max(0, first - 1)
+            sub = (v[start:] > hi[start:] * frac) | (v[start:] < lo[start:] * frac)
+            if sub.any():
+                r, j = _first(sub)
+                k = r + start
+                bound = hi[k, j] if v[k, j] > 0 else lo[k, j]
+                hits.append((k + 1 - first, f"joint {j + 1} commanded velocity {v[k, j]:.3g} rad/s leaves the "
+                                            f"{self.limits.model.upper()}'s position-based limit {frac * bound:.3g} rad/s at "
+                                            f"q{j + 1}={q[k, j]:.4f} rad ({frac:g} x Franka's envelope) at "
+                                            f"t={t[k + 1]:.3f} s"))
 
         T = fk_links(cand[0])[None] if len(cand) == 1 else fk_links(cand)
         for idx, label in _WORKSPACE_POINTS:

@@ -21,8 +21,8 @@ from dream2flow.errors import InvalidInput
 
 @dataclass(frozen=True)
 class LoopConfig:
-    """All numbers in SI units (m, rad, s, Hz). Fractions scale the Franka limits of
-    ``hw/robot/panda_limits.toml`` (1.0 = the published limit)."""
+    """All numbers in SI units (m, rad, s, Hz). Fractions scale the configured arm's Franka limits
+    (``hw/robot/panda_limits.toml`` or ``fr3_limits.toml``; 1.0 = the published limit)."""
 
     # loop
     rate_hz: float = 100.0
@@ -99,10 +99,10 @@ def loop_config_from_dict(d: dict[str, Any], where: str = "control config",
                           base: LoopConfig | None = None) -> LoopConfig:
     """Build from TOML tables ``[loop]``, ``[safety]``, ``[watchdog]`` over ``base`` (defaults).
     Unknown keys are errors (a typo must not silently leave a safety margin at its default)."""
-    unknown_tables = sorted(set(d) - set(_SECTIONS) - {"polymetis"})
+    unknown_tables = sorted(set(d) - set(_SECTIONS) - {"polymetis", "libfranka"})
     if unknown_tables:
         raise InvalidInput(f"{where}: unknown table(s) {', '.join(unknown_tables)} "
-                           f"(known: {', '.join(_SECTIONS)}, polymetis)")
+                           f"(known: {', '.join(_SECTIONS)}, polymetis, libfranka)")
     values: dict[str, Any] = {}
     for section, keys in _SECTIONS.items():
         table = d.get(section, {})

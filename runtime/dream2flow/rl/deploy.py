@@ -26,7 +26,7 @@ def execute_policy(policy_ref: str, backend: str, seed: int, *, realtime: bool =
     from dream2flow.rl.policy import load_policy
     from dream2flow.rl.runner import evaluate_episode, run_policy
 
-    if backend == "polymetis":
+    if backend in ("polymetis", "libfranka"):
         raise NotReady("a door policy needs the door's pose and hinge angle at every step; on the real robot that "
                        "takes a door-state estimator, which this project does not have (run it in simulation: "
                        "--backend mujoco)")

@@ -56,6 +56,12 @@ class RobotSection:
     rate_hz: float = 100.0
     realtime: bool = False  # pace simulated backends at wall-clock speed (demos; e-stop tests)
     hw_dir: str = ""  # the cell's configuration folder (control.toml, cameras, ...); empty: D2F_HW_DIR or shipped
+    model: str = ""  # the arm: "panda" | "fr3"; empty → fr3 with the libfranka backend, else panda
+    robot_ip: str = ""  # libfranka: the FR3's FCI address (empty → the hw folder's robot/libfranka.toml robot_ip)
+
+    @property
+    def arm_model(self) -> str:
+        return self.model or ("fr3" if "libfranka" in (self.allowed_backends or [self.backend]) else "panda")
 
 
 @dataclass
@@ -241,10 +247,18 @@ def validate(cfg: ServiceConfig, where: str) -> None:
     if cfg.robot.backend not in cfg.backends:
         raise InvalidInput(f"{where} [robot]: 'backend' {cfg.robot.backend!r} is not in 'allowed_backends'")
     for b in cfg.backends:
-        if b not in ("kinematic", "mujoco", "polymetis"):
-            raise InvalidInput(f"{where} [robot]: unknown backend {b!r} (kinematic, mujoco, polymetis)")
+        if b not in ("kinematic", "mujoco", "polymetis", "libfranka"):
+            raise InvalidInput(f"{where} [robot]: unknown backend {b!r} (kinematic, mujoco, polymetis, libfranka)")
     if cfg.robot.hw_dir and not cfg.path(cfg.robot.hw_dir).is_dir():
         raise InvalidInput(f"{where} [robot]: 'hw_dir' folder not found: {cfg.path(cfg.robot.hw_dir)}")
+    model = cfg.robot.arm_model
+    if model not in ("panda", "fr3"):
+        raise InvalidInput(f"{where} [robot]: 'model' must be \"panda\" or \"fr3\", got {model!r}")
+    if "libfranka" in cfg.backends and model != "fr3":
+        raise InvalidInput(f"{where} [robot]: the libfranka backend drives an FR3 (model = \"fr3\"); a Panda runs "
+                           "with the polymetis backend")
+    if model == "fr3" and ({"mujoco", "polymetis"} & set(cfg.backends)):
+        raise InvalidInput(f"{where} [robot]: model \"fr3\" does not go with the mujoco/polymetis backends (Panda)")
     vs = cfg.video_sources
     for net in vs.url_allowed_networks:
         try:

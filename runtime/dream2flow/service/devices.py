@@ -206,6 +206,8 @@ class Devices:
             return make_backend("mujoco", env=env)
         if name == "kinematic":
             return make_backend(name, record_calls=False)  # a long-running server must not keep every call
+        if name == "libfranka":  # consent: the control loop checks the cell's [safety] real_arm_consent
+            return make_backend(name, robot_ip=self.cfg.robot.robot_ip or None)
         return make_backend(name)
 
     # -- simulation ---------------------------------------------------------------------------
@@ -254,6 +256,18 @@ class Devices:
         self.estop.set()
         if first:
             self.estop_monotonic_s = t
+
+    def robot_faults(self) -> list[str]:
+        """Faults latched by backends (a libfranka reflex): each holds the service like an e-stop."""
+        return [f"{b.name}: {b.inner.fault}" for b in self.existing_backends() if getattr(b.inner, "fault", None)]
+
+    def recover_faults(self) -> None:
+        """Explicit recovery (an operator's Reset) of every backend with a latched fault; raises if
+        one cannot recover (the robot still reports errors)."""
+        for b in self.existing_backends():
+            if getattr(b.inner, "fault", None) and callable(getattr(b.inner, "recover", None)):
+                with b.lock:
+                    b.inner.recover()
 
     def existing_backends(self) -> list[GuardedBackend]:
         with self._backends_lock:

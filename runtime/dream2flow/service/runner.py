@@ -175,11 +175,19 @@ class TaskRunner:
             self.store.update_task(cur.task_id, cancel_requested=True)
         return (cur.task_id if cur else ""), cancelled
 
+    def _hold_on_robot_fault(self) -> None:
+        """A robot reflex (a backend's latched fault) holds the service like an e-stop: the task
+        already failed with libfranka's reason; nothing else runs until an operator's Reset."""
+        faults = self.devices.robot_faults()
+        if faults:
+            self.estop(f"robot reflex: {'; '.join(faults)}")
+
     def reset(self) -> None:
         with self._wake:
             if self.current is not None and self.current.cancel.is_set():
                 raise NotReady(f"task {self.current.task_id} is still stopping; retry Reset in a moment",
                                reason="STILL_STOPPING", retry_after_s=0.2)
+            self.devices.recover_faults()  # the operator's Reset is the explicit recovery request
             self.mode, self.mode_reason = READY, ""
             self.devices.estop.clear()
             self._wake.notify_all()
@@ -241,6 +249,7 @@ class TaskRunner:
             self.notify(cur.task_id)
             try:
                 self._run(task, cur)
+                self._hold_on_robot_fault()
             except Exception:  # the runner thread must survive anything
                 log.exception("task %s: runner error", cur.task_id)
             finally:

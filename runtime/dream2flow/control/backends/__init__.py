@@ -3,8 +3,10 @@
 - ``kinematic``: pure NumPy, exact (``kinematic.KinematicBackend``; kwargs: q0, tau_s, faults, ...).
 - ``mujoco``: the simulated Panda of ``dream2flow.sim`` (``env=SimEnv`` or ``task=``/``seed=``);
   imported lazily so the control package does not need MuJoCo.
-- ``polymetis``: the real Franka (``polymetis.PolymetisBackend``; kwargs: config, host, mode,
+- ``polymetis``: the real Franka Panda (``polymetis.PolymetisBackend``; kwargs: config, host, mode,
   config_path); ``polymetis``/``torch`` are imported only in ``connect()``.
+- ``libfranka``: the real Franka Research 3 (``libfranka.LibfrankaBackend``; kwargs: config,
+  robot_ip, config_path, limits); ``pylibfranka`` is imported only in ``connect()``.
 
 A backend class that drives a real arm declares ``moves_real_arm = True``; the control loop then
 runs it only with the operator's consent (``control.loop.check_consent``).
@@ -17,11 +19,12 @@ from typing import Any
 from dream2flow.control.backend import RobotBackend
 from dream2flow.errors import InvalidInput, NotReady
 
-BACKENDS: tuple[str, ...] = ("kinematic", "mujoco", "polymetis")
+BACKENDS: tuple[str, ...] = ("kinematic", "mujoco", "polymetis", "libfranka")
 # Backends built from a class: name -> (module, class). The mujoco backend comes from a SimEnv.
 _CLASSES: dict[str, tuple[str, str]] = {
     "kinematic": ("dream2flow.control.backends.kinematic", "KinematicBackend"),
     "polymetis": ("dream2flow.control.backends.polymetis", "PolymetisBackend"),
+    "libfranka": ("dream2flow.control.backends.libfranka", "LibfrankaBackend"),
 }
 
 
