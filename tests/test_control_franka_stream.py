@@ -389,13 +389,10 @@ def test_service_config_for_an_fr3() -> None:
     from dream2flow.errors import InvalidInput
     from dream2flow.service.config import config_from_dict
 
-    with pytest.raises(InvalidInput, match="moves a real arm: set real_arm_consent"):
-        config_from_dict({"robot": {"backend": "libfranka", "robot_ip": "10.0.0.2"}})
     with pytest.raises(InvalidInput, match="drives an FR3"):
-        config_from_dict({"robot": {"backend": "libfranka", "model": "panda", "real_arm_consent": True,
-                                    "robot_ip": "10.0.0.2"}})
+        config_from_dict({"robot": {"backend": "libfranka", "model": "panda", "robot_ip": "10.0.0.2"}})
     with pytest.raises(InvalidInput, match="does not go with the mujoco"):
         config_from_dict({"robot": {"backend": "mujoco", "model": "fr3"}})
-    cfg = config_from_dict({"robot": {"backend": "libfranka", "real_arm_consent": True, "robot_ip": "10.0.0.2"}})
+    cfg = config_from_dict({"robot": {"backend": "libfranka", "robot_ip": "10.0.0.2"}})
     assert cfg.robot.arm_model == "fr3"
     assert config_from_dict({"robot": {"backend": "kinematic"}}).robot.arm_model == "panda"
