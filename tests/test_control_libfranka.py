@@ -241,11 +241,15 @@ def test_a_reflex_mid_motion_stops_the_run_and_needs_explicit_recovery(fr3_sim, 
     assert res["failure"] == "execution" and "communication_constraints_violation" in res["reason"]
     assert res["robot"]["state"]["robot_mode"] == "Reflex"
     assert "communication_constraints_violation" in res["robot"]["state"]["current_errors"]
-    # the arm ends stopped and nothing resumes by itself
+    # the arm ends stopped and nothing resumes by itself (a settling creep of a few 0.1 mrad is physics)
+    stopped_at = np.array(res["robot"]["state"]["q"])
+    time.sleep(0.5)
     s1 = _robot_state(env, host)
-    time.sleep(0.3)
+    time.sleep(0.5)
     s2 = _robot_state(env, host)
-    assert np.abs(np.array(s2["state"]["q"]) - np.array(s1["state"]["q"])).max() < 1e-4
+    assert np.abs(np.array(s2["state"]["q"]) - stopped_at).max() < 2e-3
+    assert np.abs(np.array(s2["state"]["q"]) - np.array(s1["state"]["q"])).max() < 5e-4
+    assert np.abs(np.array(s2["state"]["dq"])).max() < 5e-3
     assert s2["latched_fault"] and "communication_constraints_violation" in s2["latched_fault"]["message"]
     out = _cli(env, "execute", "--plan", str(p), "--backend", "libfranka", "--robot", host, "--yes")
     assert out.returncode == 3 and "fault is latched" in out.stderr and "robot recover" in out.stderr
@@ -268,6 +272,8 @@ def test_an_estop_mid_motion_brakes_smoothly_without_a_reflex(fr3_sim, env, tmp_
     from dream2flow.types import Plan
 
     host = fr3_sim["host"]
+    if _robot_state(env, host)["latched_fault"]:          # a failed test above left its reflex latched
+        assert _cli(env, "robot", "recover", "--robot", host, "--yes").returncode == 0
     t = np.arange(0.0, 2.0 + 1e-9, 0.1)
     s = (1 - np.cos(2 * np.pi * t / 2.0)) / 2
     plan = Plan(q=Q_SIM + s[:, None] * np.array([0.5, 0.4, -0.4, 0.5, 0.6, -0.4, 0.8]), dt_s=0.1,
@@ -289,8 +295,38 @@ def test_an_estop_mid_motion_brakes_smoothly_without_a_reflex(fr3_sim, env, tmp_
     assert res["failure"] == "estop" and robot["fault"] is None
     assert robot["stream"]["stopped"] and robot["state"]["robot_mode"] == "Idle"
     assert robot["state"]["current_errors"] == [] and robot["state"]["last_motion_errors"] == []
-    s1 = _robot_state(env, host)
-    time.sleep(0.2)
+    time.sleep(0.3)
     s2 = _robot_state(env, host)
-    assert np.abs(np.array(s2["state"]["q"]) - np.array(s1["state"]["q"])).max() < 1e-4    # at rest
+    assert np.abs(np.array(s2["state"]["dq"])).max() < 5e-3                                 # at rest
     assert s2["latched_fault"] is None            # an e-stop is the operator's, not a fault: no recovery needed
+
+
+def test_real_time_scheduling_stays_on_the_1khz_thread(fr3_sim, env, monkeypatch) -> None:
+    """libfranka's Robot() puts its caller under SCHED_FIFO 99 where the OS allows; the backend gives
+    the caller its scheduling back, so processes and threads it starts later (the gripper's, anything
+    else) are never real-time by inheritance. Runs in this process, through the control loop."""
+    from dream2flow.config import load_robot_limits
+    from dream2flow.control.backends.libfranka import LibfrankaBackend
+    from dream2flow.control.loop import execute_plan
+    from dream2flow.types import Plan
+
+    monkeypatch.setenv("D2F_STATE_DIR", env["D2F_STATE_DIR"])
+    fr3 = load_robot_limits(model="fr3")
+    before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+    b = LibfrankaBackend(robot_ip=fr3_sim["host"], limits=fr3)
+    try:
+        if b.latched_fault():
+            b.recover()
+        b.connect()
+        assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
+        assert os.sched_getscheduler(b._gripper._proc.pid) == os.SCHED_OTHER
+        q0 = np.array(b.state().q)
+        H = 21
+        w = np.sin(np.pi * np.linspace(0, 1, H)) ** 2
+        plan = Plan(q=q0 + w[:, None] * np.array([0, 0, 0, 0, 0, 0, 0.05]), dt_s=0.05, gripper=np.zeros(H),
+                    predicted_points=np.zeros((H, 0, 3)))
+        r = execute_plan(plan, b, rate_hz=100.0, limits=fr3, consent=True)
+        assert r.ok, r.reason
+        assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
+    finally:
+        b.close()

@@ -201,6 +201,7 @@ def describe_state(st: Any) -> dict[str, Any]:
             "current_errors": error_names(getattr(st, "current_errors", None)),
             "last_motion_errors": error_names(getattr(st, "last_motion_errors", None)),
             "q": [round(float(x), 5) for x in getattr(st, "q", [])],
+            "dq": [round(float(x), 5) for x in getattr(st, "dq", [])],
             "control_command_success_rate": float(getattr(st, "control_command_success_rate", 0.0)),
             "time_s": float(st.time.to_sec()) if hasattr(getattr(st, "time", None), "to_sec") else None}
 
@@ -332,7 +333,7 @@ class LibfrankaBackend:
         cfg = self.config
         rt = pf.RealtimeConfig.kEnforce if cfg.realtime == "enforce" else pf.RealtimeConfig.kIgnore
         try:
-            robot = pf.Robot(cfg.robot_ip, rt)
+            robot = _open_robot(pf, cfg.robot_ip, rt)
             st = robot.read_once()
         except Exception as exc:
             hint = (" (realtime = \"enforce\" needs a PREEMPT_RT kernel; use \"ignore\" elsewhere)"
@@ -472,7 +473,7 @@ class LibfrankaBackend:
         try:
             if robot is None:
                 rt = pf.RealtimeConfig.kEnforce if cfg.realtime == "enforce" else pf.RealtimeConfig.kIgnore
-                robot = pf.Robot(cfg.robot_ip, rt)
+                robot = _open_robot(pf, cfg.robot_ip, rt)
             with self._lock:
                 robot.automatic_error_recovery()
                 st = robot.read_once()
@@ -524,7 +525,7 @@ class LibfrankaBackend:
         cfg = self.config
         try:
             rt = pf.RealtimeConfig.kEnforce if cfg.realtime == "enforce" else pf.RealtimeConfig.kIgnore
-            st = pf.Robot(cfg.robot_ip, rt).read_once()
+            st = _open_robot(pf, cfg.robot_ip, rt).read_once()
         except Exception as exc:
             raise NotReady(f"could not connect to the robot's FCI at {cfg.robot_ip}: {type(exc).__name__}: "
                            f"{_first_line(exc)}") from None
@@ -710,6 +711,8 @@ class LibfrankaBackend:
             if g is None:
                 return
             if item == "poll":
+                if self._rt_active:       # no GIL traffic while the 1 kHz thread streams
+                    continue
                 try:
                     self._gripper_width = float(g.call("read", timeout_s=2.0)["width"])
                 except Exception:
@@ -823,7 +826,12 @@ class GripperProcess:
 
 
 def _gripper_worker(robot_ip: str, conn: Any) -> None:
-    """Child process of ``GripperProcess``: owns the ``pylibfranka.Gripper`` connection."""
+    """Child process of ``GripperProcess``: owns the ``pylibfranka.Gripper`` connection, at normal
+    scheduling whatever its parent had (its calls block; it must never compete with the 1 kHz thread)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
     try:
         import pylibfranka as pf
 
@@ -898,6 +906,28 @@ class RobotClockPacer:
                     return True
             else:
                 time.sleep(remaining)
+
+
+def _open_robot(pf: Any, robot_ip: str, realtime: Any) -> Any:
+    """``pylibfranka.Robot(ip, realtime)``, leaving the calling thread's scheduling as it was.
+
+    libfranka's constructor puts the calling thread under SCHED_FIFO 99 whenever the OS allows,
+    even with ``kIgnore`` (measured, pylibfranka 0.21.3). That is libfranka's wish for its 1 kHz
+    loop, which here runs on its own thread (which keeps it); for the caller (the CLI's main
+    thread, a service thread) it would be inherited by every process and thread it starts later —
+    a busy child at real-time priority 99 starves the whole machine."""
+    try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    except (OSError, AttributeError):
+        return pf.Robot(robot_ip, realtime)
+    try:
+        return pf.Robot(robot_ip, realtime)
+    finally:
+        try:
+            if os.sched_getscheduler(0) != policy or os.sched_getparam(0).sched_priority != param.sched_priority:
+                os.sched_setscheduler(0, policy, param)
+        except OSError:
+            pass
 
 
 def _first_line(exc: BaseException) -> str:
