@@ -47,7 +47,7 @@ def test_small_safe_move_and_back(robot) -> None:
     w = np.sin(np.pi * np.linspace(0, 1, H)) ** 2
     q = q0 + w[:, None] * np.array([0, 0, 0, 0, 0, 0, 0.05])
     plan = Plan(q=q, dt_s=dt, gripper=np.zeros(H), predicted_points=np.zeros((H, 1, 3)))
-    r = execute_plan(plan, robot, rate_hz=100.0, limits=FR3)
+    r = execute_plan(plan, robot, rate_hz=100.0, limits=FR3, consent=True)  # D2F_FR3_IP is the consent
     assert r.ok, r.reason
     assert r.max_tracking_error_rad < 0.05 and r.final_error_rad < 0.01
     assert robot.fault is None and robot.stats["max_gap_cycles"] < 20

@@ -209,20 +209,34 @@ def test_a_velocity_jump_is_refused_before_any_command(fr3_sim, env, tmp_path) -
     assert after["state"]["robot_mode"] == "Idle" and after["state"]["last_motion_errors"] == []
 
 
-def test_a_reflex_mid_motion_stops_the_run_and_needs_explicit_recovery(fr3_sim, env, tmp_path) -> None:
-    """Acceptance 3: the process stalls mid-motion (SIGSTOP, 100 ms: more than libfranka's 20 lost
-    cycles); libfranka stops the arm with communication_constraints_violation; the run ends with
-    exit 7 naming it and the robot's state; the arm stays still; the next run refuses until
-    `dream2flow robot recover --yes`."""
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+def _cos_plan(tmp_path: Path, name: str, amp: np.ndarray, T: float = 3.0) -> Path:
     from dream2flow.types import Plan
 
-    host = fr3_sim["host"]
-    t = np.arange(0.0, 3.0 + 1e-9, 0.1)
-    s = (1 - np.cos(2 * np.pi * t / 3.0)) / 2
-    plan = Plan(q=Q_SIM + s[:, None] * np.array([0.3, 0.2, -0.2, 0.3, 0.3, -0.2, 0.4]), dt_s=0.1,
-                gripper=np.zeros(len(t), np.float32), predicted_points=np.zeros((len(t), 0, 3), np.float32), meta={})
-    p = plan.save(tmp_path / "cos.npz")
-    proc = subprocess.Popen([sys.executable, "-m", "dream2flow.cli", "execute", "--plan", str(p), "--backend",
+    t = np.arange(0.0, T + 1e-9, 0.1)
+    s = (1 - np.cos(2 * np.pi * t / T)) / 2
+    plan = Plan(q=Q_SIM + s[:, None] * amp, dt_s=0.1, gripper=np.zeros(len(t), np.float32),
+                predicted_points=np.zeros((len(t), 0, 3), np.float32), meta={})
+    return plan.save(tmp_path / name)
+
+
+def _run_and_stall(env: dict, host: str, plan: Path, pids: str, stall_s: float) -> tuple[int, str, str]:
+    """`execute` the plan; at 1 s of plan time freeze (SIGSTOP) the CLI's own process ("loop") or its
+    child processes ("children": the 1 kHz stream and the gripper) for ``stall_s``."""
+    proc = subprocess.Popen([sys.executable, "-m", "dream2flow.cli", "execute", "--plan", str(plan), "--backend",
                              "libfranka", "--robot", host, "--yes", "--json"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     while True:                                 # mid-motion: the loop reports t = 1 s of plan time
@@ -230,11 +244,40 @@ def test_a_reflex_mid_motion_stops_the_run_and_needs_explicit_recovery(fr3_sim, 
         assert line, proc.stderr.read()
         if "execute: t=1.0 s" in line:
             break
-    os.kill(proc.pid, signal.SIGSTOP)
-    time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGCONT)
+    targets = [proc.pid] if pids == "loop" else _children(proc.pid)
+    assert targets
+    for pid in targets:
+        os.kill(pid, signal.SIGSTOP)
+    time.sleep(stall_s)
+    for pid in targets:
+        os.kill(pid, signal.SIGCONT)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 7, stderr
+    return proc.returncode, stdout, stderr
+
+
+def test_a_stalled_control_loop_stops_the_arm_smoothly(fr3_sim, env, tmp_path) -> None:
+    """The control loop freezes mid-motion (its process is stopped for 0.3 s) while the 1 kHz stream
+    runs on in its own process: the stream stops releasing-starved, smoothly, without a reflex; the
+    run ends with exit 7 saying so; nothing is latched (no robot fault)."""
+    host = fr3_sim["host"]
+    plan = _cos_plan(tmp_path, "cos.npz", np.array([0.3, 0.2, -0.2, 0.3, 0.3, -0.2, 0.4]))
+    code, stdout, stderr = _run_and_stall(env, host, plan, "loop", 0.3)
+    assert code == 7 and "stopped releasing targets" in stderr and "stopped smoothly" in stderr, stderr
+    res = _json_line(stdout)
+    assert res["robot"]["fault"] is None and res["robot"]["stream"]["stopped"]
+    st = _robot_state(env, host)
+    assert st["latched_fault"] is None and st["state"]["current_errors"] == [] and st["state"]["last_motion_errors"] == []
+
+
+def test_a_reflex_mid_motion_stops_the_run_and_needs_explicit_recovery(fr3_sim, env, tmp_path) -> None:
+    """Acceptance 3: the 1 kHz stream's process stalls mid-motion (SIGSTOP, 100 ms: more than
+    libfranka's 20 lost cycles); libfranka stops the arm with communication_constraints_violation;
+    the run ends with exit 7 naming it and the robot's state; the arm stays still; the next run
+    refuses until `dream2flow robot recover --yes`."""
+    host = fr3_sim["host"]
+    p = _cos_plan(tmp_path, "cos.npz", np.array([0.3, 0.2, -0.2, 0.3, 0.3, -0.2, 0.4]))
+    code, stdout, stderr = _run_and_stall(env, host, p, "children", 0.1)
+    assert code == 7, stderr
     assert "communication_constraints_violation" in stderr and "robot mode Reflex" in stderr and "q = [" in stderr
     assert "Traceback" not in stderr
     res = _json_line(stdout)
@@ -301,10 +344,10 @@ def test_an_estop_mid_motion_brakes_smoothly_without_a_reflex(fr3_sim, env, tmp_
     assert s2["latched_fault"] is None            # an e-stop is the operator's, not a fault: no recovery needed
 
 
-def test_real_time_scheduling_stays_on_the_1khz_thread(fr3_sim, env, monkeypatch) -> None:
-    """libfranka's Robot() puts its caller under SCHED_FIFO 99 where the OS allows; the backend gives
-    the caller its scheduling back, so processes and threads it starts later (the gripper's, anything
-    else) are never real-time by inheritance. Runs in this process, through the control loop."""
+def test_real_time_scheduling_stays_in_the_1khz_process(fr3_sim, env, monkeypatch) -> None:
+    """libfranka's Robot() puts its caller under SCHED_FIFO 99 where the OS allows: only the 1 kHz
+    child process calls it, so this process (and whatever it starts later) keeps its scheduling and
+    the gripper's child runs at normal priority. Runs in this process, through the control loop."""
     from dream2flow.config import load_robot_limits
     from dream2flow.control.backends.libfranka import LibfrankaBackend
     from dream2flow.control.loop import execute_plan
@@ -319,7 +362,13 @@ def test_real_time_scheduling_stays_on_the_1khz_thread(fr3_sim, env, monkeypatch
             b.recover()
         b.connect()
         assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
-        assert os.sched_getscheduler(b._gripper._proc.pid) == os.SCHED_OTHER
+        assert os.sched_getscheduler(b._gripper.pid) == os.SCHED_OTHER
+        try:                                  # real-time for the 1 kHz child, where this OS allows it
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            os.sched_setscheduler(0, *before[:1], os.sched_param(before[1]))
+            assert os.sched_getscheduler(b._robot.pid) == os.SCHED_FIFO
+        except PermissionError:
+            pass
         q0 = np.array(b.state().q)
         H = 21
         w = np.sin(np.pi * np.linspace(0, 1, H)) ** 2

@@ -284,10 +284,19 @@ class StreamPlayer:
         self.gaps = 0
         self.max_gap = 1
         self.started = False
+        self.primed = False
 
     @property
     def t_s(self) -> float:
         return self.m * DT_S
+
+    def prime(self) -> None:
+        """Prepare (and check) the fade from ``q_start`` onto the path: the first cycle's work,
+        done before the motion starts so that the first 1 ms stays short."""
+        self.primed = True
+        bad = self._set_offset(0, self.q, np.zeros(7), np.zeros(7))
+        if bad is not None:
+            self._begin_stop(f"start refused: {bad}")
 
     @property
     def stopping(self) -> bool:
@@ -340,9 +349,8 @@ class StreamPlayer:
         """(command [7] rad, finished) for a cycle ``n`` >= 1 cycles after the previous one."""
         if not self.started:
             self.started = True
-            bad = self._set_offset(0, self.q, np.zeros(7), np.zeros(7))
-            if bad is not None:
-                self._begin_stop(f"start refused: {bad}")
+            if not self.primed:
+                self.prime()
             return self.q.copy(), False
         n = max(1, int(n))
         if n > 1:

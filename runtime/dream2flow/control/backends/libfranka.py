@@ -2,9 +2,9 @@
 
 libfranka wants one joint command every millisecond, each continuous with the last in velocity,
 acceleration and jerk, or the robot stops with a reflex. The control loop sends targets at
-50–1000 Hz. So this backend owns a dedicated **1 kHz thread** (the only caller of
-``readOnce``/``writeOnce``) and streams a path it has prepared and checked *before anything
-moves*:
+50–1000 Hz. So the backend streams from a dedicated **1 kHz process** (``libfranka_proc``: the
+only owner of the ``pylibfranka.Robot`` connection and of ``readOnce``/``writeOnce``, with no
+GIL to share) a path it has prepared and checked *before anything moves*:
 
 1. ``prepare_stream`` (called by the loop's pre-flight with the whole command stream):
    interpolate it to 1 kHz (``franka_stream.interpolate_stream``: quintic, exact at the loop's
@@ -15,17 +15,19 @@ moves*:
    only guarantees the continuity libfranka demands.
 2. ``command_joint_positions(q)``: each loop target must be the next sample of the prepared
    stream (anything else is refused); it *releases* the path up to its time. The first one starts
-   ``start_joint_position_control(JointImpedance)`` on the 1 kHz thread, which then writes one
+   ``start_joint_position_control(JointImpedance)`` in the 1 kHz process, which then writes one
    sample per cycle (the first exactly ``q_d``: the loop's first target may be up to its start
    tolerance away, that offset is blended out over 0.1 s and checked). If the loop stops releasing
-   (stalled for ``max_lead_s``) the thread stops the arm smoothly on its own.
-3. ``stop()`` (e-stop, a failed safety check, close): the thread brakes every joint to rest with
+   (stalled for ``max_lead_s``) the process stops the arm smoothly on its own. Scheduling gaps of
+   a few cycles are rejoined without a discontinuity (``StreamPlayer``).
+3. ``stop()`` (e-stop, a failed safety check, close): the process brakes every joint to rest with
    bounded acceleration and jerk (``franka_stream.SmoothStop``) and ends the motion with
    ``motion_finished = True``. ``finish()`` waits for the path's end (sent with
    ``motion_finished``) and for the gripper.
 
-The loop's clock is the robot's: ``pacer()`` gives the loop deadlines on the 1 kHz state stream's
-own time, so loop and 1 kHz thread cannot drift apart.
+The loop's clock is the robot's: ``pacer()`` gives the loop deadlines on the 1 kHz stream's own
+progress, so the loop and the stream cannot drift apart (a simulator running slower than real
+time slows the loop with it).
 
 Reflexes. A ``ControlException`` from libfranka (a reflex, e.g. ``communication_constraints_violation``
 when the process stalls) ends the motion; the backend then reads the robot's state and raises
@@ -37,13 +39,13 @@ fault is latched or the robot reports errors, until an operator recovers explici
 service ``Reset``). Recovery never happens automatically.
 
 Gripper (Franka Hand, ``pylibfranka.Gripper``): its calls block until the fingers stop (and hold
-the GIL meanwhile), so they run in a child process (``GripperProcess``) fed by a gripper thread;
+the GIL meanwhile), so they run in a child process too (``GripperProcess``), fed by a thread;
 ``gripper(grasp=True)`` grasps with the configured width/epsilons and ``report()`` says whether it
 held (``is_grasped``) and the width. Homing moves the fingers, so it is an operator's explicit
 action (``home_gripper()``; ``dream2flow robot home-gripper --yes``), never part of connecting.
 
 ``pylibfranka`` (x86_64 wheels on PyPI, extra ``franka``; built from libfranka's sources on the
-Jetson image) is imported only in ``connect()``. libfranka ≥ 0.10 speaks to the FR3 only; a Panda
+Jetson image) is imported only in the child processes. libfranka ≥ 0.10 speaks to the FR3 only; a Panda
 needs libfranka < 0.10 (no Python bindings): use the ``polymetis`` backend for the Panda.
 """
 
@@ -61,6 +63,8 @@ from typing import Any
 
 import numpy as np
 
+from dream2flow.control.backends.libfranka_proc import (GripperProcess, RobotProcess, describe_state, error_names,
+                                                         first_line)
 from dream2flow.errors import ExecutionFailed, InvalidInput, NotReady, SafetyViolation
 from dream2flow.types import RobotState
 
@@ -89,7 +93,7 @@ class LibfrankaConfig:
     max_lead_s: float = 0.1             # 1 kHz thread ahead of the last released target by more: stop
     stop_fraction: float = 0.9          # smooth stops use this fraction of the acceleration/jerk limits
     joint_impedance: tuple[float, ...] = ()   # Robot.set_joint_impedance (N·m/rad); empty: the robot's own
-    rt_priority: int = 80               # SCHED_FIFO priority of the 1 kHz thread when allowed (0: don't ask)
+    rt_priority: int = 80               # SCHED_FIFO priority of the 1 kHz process when allowed (0: normal)
     fault_dir: str = ""                 # latched faults; empty: $D2F_STATE_DIR or ~/.local/state/dream2flow
     gripper_enabled: bool = True
     gripper_speed_mps: float = 0.1
@@ -187,25 +191,6 @@ def load_libfranka_config(path: str | Path | None = None) -> LibfrankaConfig:
     return cfg
 
 
-def error_names(errors: Any) -> list[str]:
-    """Names of the flags set in a ``pylibfranka.Errors`` (libfranka's own names)."""
-    if errors is None:
-        return []
-    return sorted(n for n in dir(errors) if not n.startswith("_") and getattr(errors, n, False) is True)
-
-
-def describe_state(st: Any) -> dict[str, Any]:
-    """A JSON-able summary of a ``pylibfranka.RobotState``."""
-    mode = getattr(st, "robot_mode", None)
-    return {"robot_mode": getattr(mode, "name", str(mode)),
-            "current_errors": error_names(getattr(st, "current_errors", None)),
-            "last_motion_errors": error_names(getattr(st, "last_motion_errors", None)),
-            "q": [round(float(x), 5) for x in getattr(st, "q", [])],
-            "dq": [round(float(x), 5) for x in getattr(st, "dq", [])],
-            "control_command_success_rate": float(getattr(st, "control_command_success_rate", 0.0)),
-            "time_s": float(st.time.to_sec()) if hasattr(getattr(st, "time", None), "to_sec") else None}
-
-
 def _state_line(d: dict[str, Any]) -> str:
     errs = d.get("current_errors") or d.get("last_motion_errors") or []
     q = ", ".join(f"{x:.4f}" for x in d.get("q", []))
@@ -225,7 +210,7 @@ class _Prepared:
 
 
 class LibfrankaBackend:
-    """RobotBackend over ``pylibfranka.Robot`` / ``Gripper`` (``simulated = False``)."""
+    """RobotBackend over ``pylibfranka.Robot`` / ``Gripper`` in child processes (``simulated = False``)."""
 
     name = "libfranka"
     simulated = False
@@ -246,22 +231,15 @@ class LibfrankaBackend:
 
             limits = load_robot_limits(model=cfg.model)
         self.limits = limits
-        self._pf: Any = None
-        self._robot: Any = None
-        self._gripper: Any = None
-        self._lock = threading.Lock()                  # guards libfranka calls outside the 1 kHz thread
+        self._robot: RobotProcess | None = None
+        self._gripper: GripperProcess | None = None
         self._prepared: _Prepared | None = None
-        self._rt: threading.Thread | None = None
-        self._rt_active = False
-        self._stop_req = threading.Event()
-        self._latest: Any = None                       # latest pylibfranka.RobotState (1 kHz thread)
+        self._stop_req = False
         self._anchor = (0.0, time.monotonic())         # (path time the loop may be at, wall time) for the pacer
-        self._player: Any = None                       # franka_stream.StreamPlayer of the running motion
-        self._rt_t = 0.0                               # path time the 1 kHz thread has reached (s)
         self._fault: RobotReflex | None = None
         self._fault_detail: dict[str, Any] = {}
-        self._finished_ok = False
         self._stopped_reason = ""
+        self._last_state: RobotState | None = None
         self.stats: dict[str, Any] = {}
         self._gq: queue.Queue[Any] = queue.Queue()
         self._gthread: threading.Thread | None = None
@@ -279,8 +257,22 @@ class LibfrankaBackend:
         """The latched fault (libfranka's reason), or None."""
         return self._fault.message if self._fault is not None else None
 
+    @property
+    def moving(self) -> bool:
+        return self._robot is not None and self._robot.moving
+
+    def clock_anchor(self) -> tuple[float, float]:
+        """(path time the loop may be at, the wall time it was so): from the running stream, else the
+        last known (the pacer extrapolates on the wall clock)."""
+        robot = self._robot
+        if robot is not None and robot.moving:
+            _, _, _, t_path, wall, active = robot.snapshot()
+            if active:
+                self._anchor = (t_path + RELEASE_AHEAD_S, wall)
+        return self._anchor
+
     def pacer(self, spin_s: float = 0.0) -> "RobotClockPacer":
-        """Deadlines on the robot's clock (the 1 kHz state stream), for the control loop."""
+        """Deadlines on the 1 kHz stream's progress, for the control loop."""
         return RobotClockPacer(self, spin_s)
 
     def prepare_stream(self, t_s: np.ndarray, q: np.ndarray, q_measured: np.ndarray) -> str | None:
@@ -288,11 +280,10 @@ class LibfrankaBackend:
         check it as libfranka would (module docstring). Returns the refusal reason or None."""
         from dream2flow.control.franka_stream import check_1khz, interpolate_stream, start_blend
 
+        self._poll_motion()
         self._raise_fault()
-        if self._rt_active:
+        if self.moving:
             raise NotReady("libfranka backend: a motion is still running; wait for it to finish")
-        if self._rt is not None and not self._rt.is_alive():
-            self._rt = None
         t_s = np.asarray(t_s, dtype=np.float64)
         q = np.asarray(q, dtype=np.float64)
         if t_s.size == 0:
@@ -300,55 +291,46 @@ class LibfrankaBackend:
         if abs(float(t_s[0])) > 1e-12:
             raise InvalidInput("libfranka backend: the command stream must start at t = 0")
         path = interpolate_stream(t_s, q)
-        offset = np.asarray(q_measured, dtype=np.float64) - path[0]
-        blend = start_blend(offset)
+        q_measured = np.asarray(q_measured, dtype=np.float64)
+        blend = start_blend(q_measured - path[0])
         n = min(len(blend), len(path))
         checked = path.copy()
         checked[:n] += blend[:n]
-        bad = check_1khz(checked, self.limits, q_start=np.asarray(q_measured, dtype=np.float64))
+        bad = check_1khz(checked, self.limits, q_start=q_measured)
         self._prepared = None
         if bad is not None:
             return f"libfranka check of the 1 kHz stream: {bad.describe()}"
         self._prepared = _Prepared(t_s.copy(), q.copy(), path)
         self._anchor = (0.0, time.monotonic())
-        self._rt_t = 0.0
-        self._stop_req.clear()
-        self._finished_ok = False
+        self._stop_req = False
         self._stopped_reason = ""
+        self.stats = {}
         return None
 
     # -- RobotBackend ------------------------------------------------------------------------
     def connect(self) -> None:
         """Open the connection (idempotent); refuses while a fault is latched or the robot reports errors."""
         self._check_latch()
-        if self._robot is not None:
+        if self._robot is not None and self._robot.alive():
             if self._fault is not None:
                 raise NotReady(self._latched_message(self._fault.message))
-            self._stop_req.clear()
+            self._stop_req = False
             return
-        try:
-            import pylibfranka as pf
-        except ImportError:
-            raise NotReady(NOT_INSTALLED) from None
         cfg = self.config
-        rt = pf.RealtimeConfig.kEnforce if cfg.realtime == "enforce" else pf.RealtimeConfig.kIgnore
+        robot = self._open_process()
+        d = robot.initial
         try:
-            robot = _open_robot(pf, cfg.robot_ip, rt)
-            st = robot.read_once()
-        except Exception as exc:
-            hint = (" (realtime = \"enforce\" needs a PREEMPT_RT kernel; use \"ignore\" elsewhere)"
-                    if "realtime" in str(exc).lower() else "")
-            raise NotReady(f"could not connect to the robot's FCI at {cfg.robot_ip}: {type(exc).__name__}: "
-                           f"{_first_line(exc)}{hint}") from None
-        d = describe_state(st)
-        if d["current_errors"] or d["robot_mode"] == "Reflex":
-            self._write_latch(f"the robot reported {_state_line(d)} on connect", d)
-            raise NotReady(self._latched_message(f"the robot is not ready: {_state_line(d)}"))
-        if d["robot_mode"] not in ("Idle", "Move"):
-            raise NotReady(f"the robot is not ready for FCI motion: {_state_line(d)} (release the user stop / "
-                           "guiding button, unlock the joints and activate FCI in Desk)")
-        if cfg.joint_impedance:
-            robot.set_joint_impedance(list(cfg.joint_impedance))
+            if d["current_errors"] or d["robot_mode"] == "Reflex":
+                self._write_latch(f"the robot reported {_state_line(d)} on connect", d)
+                raise NotReady(self._latched_message(f"the robot is not ready: {_state_line(d)}"))
+            if d["robot_mode"] not in ("Idle", "Move"):
+                raise NotReady(f"the robot is not ready for FCI motion: {_state_line(d)} (release the user stop / "
+                               "guiding button, unlock the joints and activate FCI in Desk)")
+            if cfg.joint_impedance:
+                robot.call("impedance", list(cfg.joint_impedance))
+        except BaseException:
+            robot.close()
+            raise
         gripper = None
         if cfg.gripper_enabled:
             try:
@@ -357,34 +339,43 @@ class LibfrankaBackend:
             except Exception as exc:
                 if gripper is not None:
                     gripper.close()
+                robot.close()
                 raise NotReady(f"could not connect to the Franka Hand at {cfg.robot_ip}: {type(exc).__name__}: "
-                               f"{_first_line(exc)} (set [gripper] enabled = false to run without)") from None
-        self._pf, self._robot, self._gripper = pf, robot, gripper
-        self._latest = st
+                               f"{first_line(exc)} (set [gripper] enabled = false to run without)") from None
+        self._robot, self._gripper = robot, gripper
         if gripper is not None:
             self._gthread = threading.Thread(target=self._gripper_loop, name="d2f-franka-gripper", daemon=True)
             self._gthread.start()
 
     def state(self) -> RobotState:
-        self._raise_fault()
         self._require()
-        if self._rt_active:
-            st = self._latest
+        self._poll_motion()
+        self._raise_fault()
+        robot = self._robot
+        assert robot is not None
+        if robot.moving:
+            q, dq, t_robot, _, _, _ = robot.snapshot()
+            st = RobotState(q=q, dq=dq, t_s=t_robot, gripper_width_m=self._gripper_width)
         else:
-            with self._lock:
-                st = self._robot.read_once()
-            self._latest = st
-        return RobotState(q=np.array(st.q, dtype=np.float64), dq=np.array(st.dq, dtype=np.float64),
-                          t_s=float(st.time.to_sec()), gripper_width_m=self._gripper_width)
+            try:
+                d = robot.call("read", timeout_s=2.0)
+            except RuntimeError as exc:
+                raise NotReady(f"could not read the robot's state: {exc}") from None
+            st = RobotState(q=np.asarray(d["q_arr"], dtype=np.float64), dq=np.asarray(d["dq_arr"], dtype=np.float64),
+                            t_s=float(d["time_s"]), gripper_width_m=self._gripper_width)
+            self._anchor = (self._anchor[0], time.monotonic()) if self._prepared is None else self._anchor
+        self._last_state = st
+        return st
 
     def command_joint_positions(self, q: np.ndarray) -> None:
         """Release the prepared path up to this target's time (starts the motion on the first)."""
-        self._raise_fault()
         self._require()
+        self._poll_motion()
+        self._raise_fault()
         p = self._prepared
         if p is None:
             raise NotReady("libfranka backend: no prepared stream (the control loop prepares one in its pre-flight)")
-        if self._stop_req.is_set():
+        if self._stop_req:
             raise ExecutionFailed(f"libfranka backend: the motion was stopped ({self._stopped_reason or 'stop()'}); "
                                   "nothing more is sent")
         q = np.asarray(q, dtype=np.float64)
@@ -395,12 +386,19 @@ class LibfrankaBackend:
         if i >= n:
             raise SafetyViolation("libfranka backend: a command that is not the next sample of the checked stream "
                                   "was refused (only prepared, pre-checked streams are sent)")
+        first = p.next_index == 0
         p.next_index = i + 1
         p.released_t = float(p.t_s[i])
         p.all_released = i == n - 1
-        if self._rt is None:
-            self._raise_caller_priority()
-            self._start_rt()
+        robot = self._robot
+        assert robot is not None
+        if first:
+            last = self._last_state if self._last_state is not None else self.state()
+            robot.start_motion(p.path, None, self.limits, stop_fraction=self.config.stop_fraction,
+                               max_lead_s=self.config.max_lead_s, released_t=p.released_t,
+                               all_released=p.all_released, state_now=(last.q, last.dq, last.t_s))
+        else:
+            robot.release(p.released_t, p.all_released)
 
     def gripper(self, width_m: float | None = None, grasp: bool = False) -> None:
         """Queue a grasp (``grasp=True``) or an opening to ``width_m``; runs on the gripper thread."""
@@ -418,31 +416,30 @@ class LibfrankaBackend:
 
     def stop(self) -> None:
         """End the motion smoothly now (thread-safe, idempotent); waits up to 0.8 s for the arm to rest."""
-        self._restore_caller_priority()
         if not self._stopped_reason:
             self._stopped_reason = "stop() requested"
-        self._stop_req.set()
+        self._stop_req = True
         self._drain_gripper_queue()
-        rt = self._rt
-        if rt is not None and rt is not threading.current_thread():
-            rt.join(0.8)
+        robot = self._robot
+        if robot is not None and robot.moving:
+            robot.request_stop()
+            self._poll_motion(0.8)
 
     def finish(self) -> None:
         """After the loop's last target: wait for the path's end (``motion_finished``) and the gripper."""
+        robot = self._robot
         p = self._prepared
-        rt = self._rt
-        if rt is not None:
-            remaining = max(0.0, float(p.t_s[-1]) - self._rt_t) if p is not None else 0.0
-            rt.join(remaining + 2.0)
-            if rt.is_alive():
+        if robot is not None and robot.moving:
+            _, _, _, t_path, _, _ = robot.snapshot()
+            remaining = max(0.0, float(p.path.shape[0]) * 1e-3 - t_path) if p is not None else 0.0
+            self._poll_motion(remaining + 2.0)
+            if robot.moving:
                 self.stop()
                 raise ExecutionFailed("libfranka backend: the 1 kHz stream did not finish in time; stopped")
-        self._restore_caller_priority()
         self._raise_fault()
         deadline = time.monotonic() + self.config.gripper_timeout_s
         while self._gripper_busy.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
-        self._rt = None
 
     def close(self) -> None:
         try:
@@ -453,39 +450,32 @@ class LibfrankaBackend:
                 self._gthread.join(2.0)
             if self._gripper is not None:
                 self._gripper.close()
+            if self._robot is not None:
+                self._robot.close()
             self._robot = None
             self._gripper = None
             self._gthread = None
-            self._rt = None
 
     # -- operator actions --------------------------------------------------------------------
     def recover(self) -> dict[str, Any]:
         """Explicit operator recovery: ``automatic_error_recovery()`` and clear the latched fault.
         Returns the robot state afterwards. Never called automatically."""
-        cfg = self.config
-        try:
-            import pylibfranka as pf
-        except ImportError:
-            raise NotReady(NOT_INSTALLED) from None
-        if self._rt_active:
+        if self.moving:
             raise NotReady("libfranka backend: a motion is running; stop it before recovering")
-        robot = self._robot
+        robot, temporary = self._robot, False
+        if robot is None:
+            robot, temporary = self._open_process(), True
         try:
-            if robot is None:
-                rt = pf.RealtimeConfig.kEnforce if cfg.realtime == "enforce" else pf.RealtimeConfig.kIgnore
-                robot = _open_robot(pf, cfg.robot_ip, rt)
-            with self._lock:
-                robot.automatic_error_recovery()
-                st = robot.read_once()
-        except Exception as exc:
-            raise ExecutionFailed(f"automatic error recovery failed at {cfg.robot_ip}: {type(exc).__name__}: "
-                                  f"{_first_line(exc)} (check the robot in Desk: brakes, user stop, errors)") from None
-        d = describe_state(st)
+            d = robot.call("recover", timeout_s=30.0)
+        except RuntimeError as exc:
+            raise ExecutionFailed(f"automatic error recovery failed at {self.config.robot_ip}: {exc} (check the robot "
+                                  "in Desk: brakes, user stop, errors)") from None
+        finally:
+            if temporary:
+                robot.close()
         if d["current_errors"] or d["robot_mode"] not in ("Idle", "Move"):
             raise ExecutionFailed(f"the robot still reports {_state_line(d)} after recovery")
         self.clear_fault()
-        if self._robot is not None:
-            self._latest = st
         return d
 
     def home_gripper(self) -> dict[str, Any]:
@@ -518,18 +508,11 @@ class LibfrankaBackend:
         fault is latched (for an operator deciding whether to recover)."""
         if self._robot is not None:
             return self.robot_state()
+        robot = self._open_process()
         try:
-            import pylibfranka as pf
-        except ImportError:
-            raise NotReady(NOT_INSTALLED) from None
-        cfg = self.config
-        try:
-            rt = pf.RealtimeConfig.kEnforce if cfg.realtime == "enforce" else pf.RealtimeConfig.kIgnore
-            st = _open_robot(pf, cfg.robot_ip, rt).read_once()
-        except Exception as exc:
-            raise NotReady(f"could not connect to the robot's FCI at {cfg.robot_ip}: {type(exc).__name__}: "
-                           f"{_first_line(exc)}") from None
-        return describe_state(st)
+            return robot.initial
+        finally:
+            robot.close()
 
     def clear_fault(self) -> None:
         self._fault = None
@@ -540,16 +523,20 @@ class LibfrankaBackend:
             pass
 
     def robot_state(self) -> dict[str, Any]:
-        """The robot's state (mode, errors, joints) as a dict; reads it when no motion runs."""
+        """The robot's state (mode, errors, joints) as a dict; from the stream while a motion runs."""
         self._require()
-        if self._rt_active:
-            return describe_state(self._latest)
-        with self._lock:
-            st = self._robot.read_once()
-        return describe_state(st)
+        robot = self._robot
+        assert robot is not None
+        if robot.moving:
+            q, dq, t_robot, _, _, _ = robot.snapshot()
+            return {"robot_mode": "Move", "q": [round(float(x), 5) for x in q],
+                    "dq": [round(float(x), 5) for x in dq], "time_s": t_robot}
+        d = robot.call("read", timeout_s=2.0)
+        return {k: v for k, v in d.items() if not k.endswith("_arr") and k != "q_d"}
 
     def report(self) -> dict[str, Any]:
         """What happened: robot state, 1 kHz stream statistics, gripper results, the fault if any."""
+        self._poll_motion()
         out: dict[str, Any] = {"backend": self.name, "model": self.config.model, "robot": self.config.robot_ip,
                                "stream": dict(self.stats), "gripper": list(self.gripper_events),
                                "fault": self.fault}
@@ -557,139 +544,45 @@ class LibfrankaBackend:
             if self._robot is not None:
                 out["state"] = self.robot_state() if self._fault is None else self._fault_detail.get("state")
         except Exception as exc:  # report what we can
-            out["state_error"] = f"{type(exc).__name__}: {_first_line(exc)}"
+            out["state_error"] = f"{type(exc).__name__}: {first_line(exc)}"
         return out
 
-    # -- the 1 kHz thread --------------------------------------------------------------------
-    def _start_rt(self) -> None:
-        from dream2flow.control.franka_stream import StreamPlayer
-
-        p = self._prepared
-        assert p is not None
-        self._player = StreamPlayer(p.path, np.asarray(self._latest.q_d, dtype=np.float64), self.limits,
-                                    stop_fraction=self.config.stop_fraction, max_lead_s=self.config.max_lead_s)
-        self._rt_active = True
-        self._rt = threading.Thread(target=self._rt_main, name="d2f-franka-1khz", daemon=True)
-        self._rt.start()
-
-    def _rt_main(self) -> None:
-        """The only caller of readOnce/writeOnce while a motion runs (see ``StreamPlayer``).
-
-        For the duration of the motion: real-time scheduling for this thread when the OS allows
-        it (``rt_priority``), Python's cyclic garbage collector paused (a full collection of a
-        process with NumPy/SciPy loaded takes tens of ms), and a 0.5 ms GIL switch interval, so
-        that other Python threads cannot hold this thread off for whole cycles."""
-        import gc
-        import sys
-
-        from dream2flow.control.franka_stream import DT_S
-
-        pf = self._pf
-        p = self._prepared
-        player = self._player
-        assert p is not None and player is not None
-        prio = self._try_rt_priority()
-        gc_was_enabled = gc.isenabled()
-        gc.collect()
-        gc.freeze()
-        gc.disable()
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch, 0.0005))
-        cycles = 0
-        first_state = None
-        work_max = 0.0                 # longest time from a state's arrival to our command (s)
-        work_slow = 0                  # cycles where that took more than 0.5 ms of the 1 ms budget
-        clock = time.perf_counter
+    # -- the 1 kHz process -------------------------------------------------------------------
+    def _open_process(self) -> RobotProcess:
         try:
-            ctrl = self._robot.start_joint_position_control(pf.ControllerMode.JointImpedance)
-            while True:
-                st, dur = ctrl.readOnce()
-                t_read = clock()
-                self._latest = st
-                n = max(1, int(round(dur.to_sec() / DT_S))) if cycles else 1
-                if first_state is None:
-                    first_state = st
-                    player.q = np.array(st.q_d, dtype=np.float64)
-                cycles += 1
-                cmd, finished = player.next(n, p.released_t, p.all_released, self._stop_req.is_set())
-                jp = pf.JointPositions(cmd.tolist())
-                if finished:
-                    jp.motion_finished = True
-                work = clock() - t_read
-                ctrl.writeOnce(jp)
-                if work > work_max:
-                    work_max = work
-                if work > 0.0005:
-                    work_slow += 1
-                self._rt_t = player.t_s
-                self._anchor = (player.t_s + RELEASE_AHEAD_S, time.monotonic())
-                if finished:
-                    self._finished_ok = not player.stopping
-                    break
-        except Exception as exc:  # a reflex (ControlException) or a broken connection
-            self._on_rt_error(exc)
-        finally:
-            sys.setswitchinterval(switch)
-            gc.unfreeze()
-            if gc_was_enabled:
-                gc.enable()
-            self.stats = {"cycles": cycles, "late_cycles": player.gaps, "max_gap_cycles": player.max_gap,
-                          "path_samples": int(p.path.shape[0]), "path_time_s": round(player.t_s, 3),
-                          "stopped": player.stopping, "stop_reason": player.reason, "rt_priority": prio,
-                          "work_max_ms": round(work_max * 1e3, 3), "work_over_half_ms": work_slow}
-            if player.stopping and not self._stop_req.is_set():
-                self._stopped_reason = player.reason  # the player stopped on its own: nothing more is sent
-                self._stop_req.set()
-            self._rt_active = False
+            import pylibfranka  # noqa: F401  (checked here for a clear message; the child imports it)
+        except ImportError:
+            raise NotReady(NOT_INSTALLED) from None
+        cfg = self.config
+        try:
+            return RobotProcess(cfg.robot_ip, cfg.realtime, cfg.rt_priority)
+        except RuntimeError as exc:
+            hint = (" (realtime = \"enforce\" needs a PREEMPT_RT kernel; use \"ignore\" elsewhere)"
+                    if "realtime" in str(exc).lower() else "")
+            raise NotReady(f"could not connect to the robot's FCI at {cfg.robot_ip}: {exc}{hint}") from None
 
-    def _raise_caller_priority(self) -> None:
-        """The thread that streams the loop's targets also takes the GIL now and then; if the OS
-        preempted it while it held the GIL, the 1 kHz thread would wait behind it. So it runs with
-        real-time scheduling too (below the 1 kHz thread) while the motion runs, when allowed."""
-        prio = int(self.config.rt_priority)
-        if prio <= 1:
+    def _poll_motion(self, timeout_s: float = 0.0) -> None:
+        """Collect a finished motion's outcome (and the pacer's anchor while it runs)."""
+        robot = self._robot
+        if robot is None or not robot.moving:
             return
-        try:
-            self._caller_sched = (threading.get_ident(), os.sched_getscheduler(0), os.sched_getparam(0))
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio - 1))
-        except (OSError, AttributeError):
-            self._caller_sched = None
-
-    def _restore_caller_priority(self) -> None:
-        saved = getattr(self, "_caller_sched", None)
-        if saved is not None and saved[0] == threading.get_ident():
-            try:
-                os.sched_setscheduler(0, saved[1], saved[2])
-            except (OSError, AttributeError):
-                pass
-            self._caller_sched = None
-
-    def _try_rt_priority(self) -> str:
-        prio = int(self.config.rt_priority)
-        if prio <= 0:
-            return "off"
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))
-            return f"SCHED_FIFO {prio}"
-        except (OSError, AttributeError) as exc:
-            return f"normal (SCHED_FIFO refused: {exc})"
-
-    def _on_rt_error(self, exc: BaseException) -> None:
-        detail: dict[str, Any] = {}
-        try:
-            time.sleep(0.005)
-            with self._lock:
-                st = self._robot.read_once()
-            detail = describe_state(st)
-        except Exception as exc2:
-            detail = {"state_error": f"{type(exc2).__name__}: {_first_line(exc2)}"}
-        what = _first_line(exc)
-        errs = detail.get("last_motion_errors") or detail.get("current_errors") or []
-        msg = (f"libfranka stopped the motion: {type(exc).__name__}: {what}"
-               + (f"; {_state_line(detail)}" if "robot_mode" in detail else f"; {detail.get('state_error', '')}"))
-        if errs and not any(e in what for e in errs):
-            msg += f" (libfranka errors: {', '.join(errs)})"
-        self._set_fault(RobotReflex(msg, stage="execute"), detail)
+        _, _, _, t_path, wall, _ = robot.snapshot()
+        self._anchor = (t_path + RELEASE_AHEAD_S, wall)
+        res = robot.motion_result(timeout_s)
+        if res is None:
+            return
+        self.stats = dict(res["stats"])
+        if res["error"]:
+            detail = res.get("state") or {}
+            errs = detail.get("last_motion_errors") or detail.get("current_errors") or []
+            msg = (f"libfranka stopped the motion: {res['error']}"
+                   + (f"; {_state_line(detail)}" if "robot_mode" in detail else f"; {detail.get('state_error', '')}"))
+            if errs and not any(e in res["error"] for e in errs):
+                msg += f" (libfranka errors: {', '.join(errs)})"
+            self._set_fault(RobotReflex(msg, stage="execute"), detail)
+        elif res["stopped"] and not self._stop_req:
+            self._stopped_reason = res["reason"]      # the stream stopped on its own: nothing more is sent
+            self._stop_req = True
 
     def _set_fault(self, fault: RobotReflex, detail: dict[str, Any] | None) -> None:
         self._fault = fault
@@ -711,8 +604,6 @@ class LibfrankaBackend:
             if g is None:
                 return
             if item == "poll":
-                if self._rt_active:       # no GIL traffic while the 1 kHz thread streams
-                    continue
                 try:
                     self._gripper_width = float(g.call("read", timeout_s=2.0)["width"])
                 except Exception:
@@ -732,7 +623,7 @@ class LibfrankaBackend:
                 ev.update(ok=bool(out["result"]), width_m=round(float(out["width"]), 5),
                           is_grasped=bool(out["is_grasped"]))
             except Exception as exc:
-                ev.update(ok=False, error=f"{type(exc).__name__}: {_first_line(exc)}")
+                ev.update(ok=False, error=f"{type(exc).__name__}: {first_line(exc)}")
             ev["seconds"] = round(time.monotonic() - t0, 3)
             self.gripper_events.append(ev)
             log.info("gripper %s: %s", action, ev)
@@ -781,92 +672,6 @@ class LibfrankaBackend:
             raise NotReady("libfranka backend is not connected (call connect())")
 
 
-class GripperProcess:
-    """``pylibfranka.Gripper`` in a child process. Its calls block until the fingers stop and hold
-    the GIL while they do (up to seconds for a grasp; ~16 ms even for ``read_once``), which would
-    starve the 1 kHz thread of this process and make the robot stop with a discontinuity reflex.
-    ``call(op, args)`` runs ``homing | move | grasp | stop | read`` there and returns
-    ``{"result", "width", "max_width", "is_grasped"}``; errors come back as ``RuntimeError``."""
-
-    def __init__(self, robot_ip: str, start_timeout_s: float = 30.0) -> None:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")           # never fork a process that runs threads
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_gripper_worker, args=(robot_ip, child), name="d2f-franka-gripper",
-                                 daemon=True)
-        self._proc.start()
-        child.close()
-        self._lock = threading.Lock()
-        self._recv(start_timeout_s)
-
-    def call(self, op: str, args: tuple[Any, ...] = (), timeout_s: float = 30.0) -> dict[str, Any]:
-        with self._lock:
-            self._conn.send((op, tuple(args)))
-            return self._recv(timeout_s)
-
-    def _recv(self, timeout_s: float) -> dict[str, Any]:
-        if not self._conn.poll(timeout_s):
-            raise RuntimeError(f"the gripper did not answer within {timeout_s:g} s")
-        status, payload = self._conn.recv()
-        if status != "ok":
-            raise RuntimeError(payload)
-        return payload
-
-    def close(self) -> None:
-        try:
-            self._conn.send(None)
-        except (OSError, ValueError):
-            pass
-        self._proc.join(2.0)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(1.0)
-        self._conn.close()
-
-
-def _gripper_worker(robot_ip: str, conn: Any) -> None:
-    """Child process of ``GripperProcess``: owns the ``pylibfranka.Gripper`` connection, at normal
-    scheduling whatever its parent had (its calls block; it must never compete with the 1 kHz thread)."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-    except (OSError, AttributeError):
-        pass
-    try:
-        import pylibfranka as pf
-
-        g = pf.Gripper(robot_ip)
-    except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {_first_line(exc)}"))
-        return
-    conn.send(("ok", {}))
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg is None:
-            return
-        op, args = msg
-        try:
-            result = None
-            if op == "homing":
-                result = bool(g.homing())
-            elif op == "move":
-                result = bool(g.move(*args))
-            elif op == "grasp":
-                result = bool(g.grasp(*args))
-            elif op == "stop":
-                result = bool(g.stop())
-            elif op != "read":
-                raise ValueError(f"unknown gripper operation {op!r}")
-            gs = g.read_once()
-            conn.send(("ok", {"result": result, "width": float(gs.width), "max_width": float(gs.max_width),
-                              "is_grasped": bool(gs.is_grasped)}))
-        except Exception as exc:
-            conn.send(("error", f"{type(exc).__name__}: {_first_line(exc)}"))
-
-
 class RobotClockPacer:
     """Paces the control loop on the 1 kHz stream's own progress instead of the wall clock.
 
@@ -880,7 +685,7 @@ class RobotClockPacer:
 
     inline = False
 
-    def __init__(self, backend: LibfrankaBackend, spin_s: float = 0.0) -> None:
+    def __init__(self, backend: "LibfrankaBackend", spin_s: float = 0.0) -> None:
         self.b = backend
         self.spin_s = float(spin_s)
         self._last = 0.0
@@ -908,28 +713,5 @@ class RobotClockPacer:
                 time.sleep(remaining)
 
 
-def _open_robot(pf: Any, robot_ip: str, realtime: Any) -> Any:
-    """``pylibfranka.Robot(ip, realtime)``, leaving the calling thread's scheduling as it was.
-
-    libfranka's constructor puts the calling thread under SCHED_FIFO 99 whenever the OS allows,
-    even with ``kIgnore`` (measured, pylibfranka 0.21.3). That is libfranka's wish for its 1 kHz
-    loop, which here runs on its own thread (which keeps it); for the caller (the CLI's main
-    thread, a service thread) it would be inherited by every process and thread it starts later —
-    a busy child at real-time priority 99 starves the whole machine."""
-    try:
-        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
-    except (OSError, AttributeError):
-        return pf.Robot(robot_ip, realtime)
-    try:
-        return pf.Robot(robot_ip, realtime)
-    finally:
-        try:
-            if os.sched_getscheduler(0) != policy or os.sched_getparam(0).sched_priority != param.sched_priority:
-                os.sched_setscheduler(0, policy, param)
-        except OSError:
-            pass
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
+__all__ = ["LibfrankaBackend", "LibfrankaConfig", "RobotReflex", "RobotClockPacer", "describe_state",
+           "error_names", "load_libfranka_config", "libfranka_config_from_dict"]
