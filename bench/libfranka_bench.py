@@ -1,6 +1,6 @@
 """libfranka backend timing slack against franka-sim (a libfranka-protocol FR3 simulator).
 
-How much of libfranka's 1 ms budget the 1 kHz thread uses, how often the process misses cycles
+How much of libfranka's 1 ms budget the 1 kHz process uses, how often it misses cycles
 (gaps the backend rejoins; 20 in a row stop the robot), tracking, and what CPU contention does to
 it: the same smooth 3 s plan through ``execute_plan`` (the control loop at 100 Hz, the backend at
 1 kHz), first on a quiet machine, then with ``--hogs`` busy processes competing for the cores.
@@ -65,7 +65,7 @@ def main() -> int:
     ap.add_argument("--hogs", type=int, default=1, help="busy processes in the loaded condition (0..8)")
     ap.add_argument("--rate", type=float, default=100.0, help="control-loop rate, Hz (1..1000)")
     ap.add_argument("--no-rt", action="store_true",
-                    help="normal scheduling for the simulator and the 1 kHz thread (as where the OS refuses SCHED_FIFO)")
+                    help="normal scheduling for the simulator and the 1 kHz process (as where the OS refuses SCHED_FIFO)")
     args = ap.parse_args()
     if not 1 <= args.runs <= 20 or not 0 <= args.hogs <= 8 or not 1.0 <= args.rate <= 1000.0:
         raise SystemExit("--runs must be 1..20, --hogs 0..8, --rate 1..1000 Hz")

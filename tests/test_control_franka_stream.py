@@ -187,7 +187,7 @@ def test_start_offset_is_blended_out_and_checked() -> None:
 # -- stops, gaps, a stalled loop -------------------------------------------------------------
 def _robot_side(player: StreamPlayer, gaps: np.ndarray, *, released=lambda k: 1e9, stop_at: int | None = None,
                 max_cycles: int = 20000) -> tuple[np.ndarray, bool]:
-    """Run the player like the 1 kHz thread; the robot extrapolates the cycles a gap skips at constant
+    """Run the player like the 1 kHz process; the robot extrapolates the cycles a gap skips at constant
     acceleration (FCI's packet-loss rule). Returns the commands the robot applied, and finished."""
     applied: list[np.ndarray] = []
     fin = False

@@ -203,7 +203,7 @@ def test_a_velocity_jump_is_refused_before_any_command(fr3_sim, env, tmp_path) -
     assert "pre-flight" in out.stderr and "nothing was sent" in out.stderr and "joint 1" in out.stderr
     res = _json_line(out.stdout)
     assert res["commands_sent"] == 0 and res["failure"] == "safety"
-    assert res["robot"]["stream"] == {}                                         # the 1 kHz thread never started
+    assert res["robot"]["stream"] == {}                                         # the 1 kHz stream never started
     after = _robot_state(env, host)
     assert after["state"]["q"] == before["state"]["q"]
     assert after["state"]["robot_mode"] == "Idle" and after["state"]["last_motion_errors"] == []

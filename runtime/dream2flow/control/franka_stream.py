@@ -246,7 +246,7 @@ def _brake_accel(v: float, a: float, dt: float, jerk: float, acc: float) -> floa
 
 class StreamPlayer:
     """Turns a checked 1 kHz path into the command of each FCI cycle — the logic of the libfranka
-    backend's 1 kHz thread, without any I/O (so it is tested without a robot).
+    backend's 1 kHz process, without any I/O (so it is tested without a robot).
 
     It keeps the backward differences of what it has commanded (q, dq, ddq). Per cycle
     (``next(n, released_t, all_released, stop)``, ``n`` = cycles since the last one):

@@ -90,7 +90,7 @@ class LibfrankaConfig:
     model: str = "fr3"                  # libfranka >= 0.10 drives the FR3
     rate_hz: float = 100.0              # default control-loop rate for this backend
     max_rate_hz: float = 1000.0
-    max_lead_s: float = 0.1             # 1 kHz thread ahead of the last released target by more: stop
+    max_lead_s: float = 0.1             # 1 kHz stream ahead of the last released target by more: stop
     stop_fraction: float = 0.9          # smooth stops use this fraction of the acceleration/jerk limits
     joint_impedance: tuple[float, ...] = ()   # Robot.set_joint_impedance (N·m/rad); empty: the robot's own
     rt_priority: int = 80               # SCHED_FIFO priority of the 1 kHz process when allowed (0: normal)
@@ -675,13 +675,13 @@ class LibfrankaBackend:
 class RobotClockPacer:
     """Paces the control loop on the 1 kHz stream's own progress instead of the wall clock.
 
-    ``now()`` is the path time the 1 kHz thread has reached plus ``RELEASE_AHEAD_S`` (the loop
+    ``now()`` is the path time the 1 kHz stream has reached plus ``RELEASE_AHEAD_S`` (the loop
     releases each target that much before the stream needs it), extrapolated on the wall clock
     between cycles and never going back; with no stream running it is the wall clock continued
     from the last such reading. A robot (or simulator) whose cycles run slower than real time
     slows the loop with it, so the two never drift apart. Waiting sleeps on the wall clock and
     re-checks: the loop wakes a few times per tick, never once per 1 kHz cycle, which would
-    contend with the 1 kHz thread for the GIL."""
+    cost CPU for nothing."""
 
     inline = False
 
