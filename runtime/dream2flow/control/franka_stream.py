@@ -395,17 +395,10 @@ def stop_limits(limits: RobotLimits, fraction: float = 0.9) -> tuple[np.ndarray,
     return limits.ddq_max * fraction, limits.dddq_max * fraction
 
 
-def stop_duration_s(dq: np.ndarray, ddq: np.ndarray, acc: np.ndarray, jerk: np.ndarray) -> float:
-    """Upper bound (s) on how long a ``SmoothStop`` takes from velocity ``dq`` / acceleration ``ddq``."""
-    dq, ddq = np.abs(np.asarray(dq, float)), np.abs(np.asarray(ddq, float))
-    t = (ddq + np.asarray(acc)) / np.asarray(jerk) * 2.0 + dq / np.asarray(acc) + 2.0 * np.asarray(acc) / np.asarray(jerk)
-    return float(t.max()) + 0.05
-
-
 def _first(mask: np.ndarray) -> tuple[int, int]:
     flat = int(np.argmax(mask.reshape(-1)))
     return flat // mask.shape[1], flat % mask.shape[1]
 
 
 __all__ = ["DT_S", "START_BLEND_S", "REFLEX", "Violation", "SmoothStop", "StreamPlayer", "check_1khz", "fade",
-           "interpolate_stream", "start_blend", "stop_limits", "stop_duration_s"]
+           "interpolate_stream", "start_blend", "stop_limits"]
