@@ -6,8 +6,8 @@ it: the same smooth 3 s plan through ``execute_plan`` (the control loop at 100 H
 1 kHz), first on a quiet machine, then with ``--hogs`` busy processes competing for the cores.
 
 Prints JSON lines, one per run, and a summary per condition with ratios against the quiet runs
-measured in the same process. Needs franka-sim's venv (``$D2F_FRANKA_SIM_PYTHON`` or
-``.cache/franka-sim-venv``, see README "Tests") and pylibfranka. Run it alone
+measured in the same process. Needs franka-sim's venv (``$D2F_FRANKA_SIM_PYTHON``, else the one
+``tests/fr3_sim/ensure_venv.sh`` makes or reuses) and pylibfranka. Run it alone
 (``flock /tmp/d2f-heavy.lock``): other load is what it measures.
 
     .venv/bin/python bench/libfranka_bench.py --runs 3 --hogs 1
@@ -69,9 +69,12 @@ def main() -> int:
     args = ap.parse_args()
     if not 1 <= args.runs <= 20 or not 0 <= args.hogs <= 8 or not 1.0 <= args.rate <= 1000.0:
         raise SystemExit("--runs must be 1..20, --hogs 0..8, --rate 1..1000 Hz")
-    py = os.environ.get("D2F_FRANKA_SIM_PYTHON") or str(ROOT / ".cache" / "franka-sim-venv" / "bin" / "python")
-    if not Path(py).is_file():
-        raise SystemExit(f"franka-sim's venv not found ({py}): see README, Tests")
+    py = os.environ.get("D2F_FRANKA_SIM_PYTHON")
+    if not py:
+        made = subprocess.run(["bash", str(ROOT / "tests" / "fr3_sim" / "ensure_venv.sh")], capture_output=True, text=True)
+        if made.returncode != 0:
+            raise SystemExit(f"franka-sim's venv could not be made: {made.stderr.strip()[-500:]}")
+        py = made.stdout.strip().splitlines()[-1]
     os.environ.setdefault("D2F_STATE_DIR", tempfile.mkdtemp(prefix="d2f-bench-"))
 
     from dream2flow.config import load_robot_limits
