@@ -5,7 +5,8 @@
 #   bash tests/fr3_sim/ensure_venv.sh [VENV_DIR]     (default: .cache/franka-sim-venv)
 # Reused while its stamp matches requirements.txt; made under a lock (parallel CI jobs / pytest
 # workers), into a fresh folder, and stamped only once franka-sim imports. Needs a CPython 3.9-3.12
-# (numpy 1.26.4 has no wheels for 3.13): $FRANKA_SIM_BASE_PYTHON, else the first of
+# with venv + ensurepip (numpy 1.26.4 has no wheels for 3.13;
+# Debian: python3-venv): $FRANKA_SIM_BASE_PYTHON, else the first of
 # python3.12 .. python3.10, python3 that fits. Progress goes to stderr, the python's path to stdout.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,7 +23,7 @@ if ! ok; then
   base=${FRANKA_SIM_BASE_PYTHON:-}
   if [ -z "$base" ]; then
     for c in python3.12 python3.11 python3.10 python3; do
-      if command -v "$c" >/dev/null && "$c" -c 'import sys, venv; assert (3, 9) <= sys.version_info[:2] <= (3, 12)' 2>/dev/null; then
+      if command -v "$c" >/dev/null && "$c" -c 'import sys, venv, ensurepip; assert (3, 9) <= sys.version_info[:2] <= (3, 12)' 2>/dev/null; then
         base=$c; break
       fi
     done
