@@ -184,6 +184,31 @@ def test_start_offset_is_blended_out_and_checked() -> None:
     np.testing.assert_allclose(cmds[-1], path[-1], atol=1e-12)
 
 
+def test_a_motion_that_starts_elsewhere_than_primed_fades_from_there() -> None:
+    """The fade is primed from the q_d read before the motion; when the robot's first cycle
+    reports another q_d (seen after a reflex and its recovery: the idle q_d was stale), the
+    stream starts there and fades onto the path within the limits — no velocity jump."""
+    plan = _cosine_plan(np.full(7, 0.2))
+    s = _stream(plan, Q_SIM)
+    path = interpolate_stream(s.t_s, s.q)
+    player = StreamPlayer(path, Q_SIM, FR3)
+    player.prime()                                           # before the motion, from the idle q_d
+    assert not player.start_at(Q_SIM)                        # same q_d: nothing to redo
+    moved = Q_SIM + np.array([0.0015, -0.001, 0.0, 0.0005, 0.0, 0.0, -0.0015])
+    player = StreamPlayer(path, Q_SIM, FR3)
+    player.prime()
+    assert player.start_at(moved)
+    cmds = [player.next(1, 1e9, True, False)[0]]
+    np.testing.assert_array_equal(cmds[0], moved)             # the first command is where the robot is
+    fin = False
+    while not fin:
+        c, fin = player.next(1, 1e9, True, False)
+        cmds.append(c)
+    assert not player.stopping
+    assert check_1khz(np.array(cmds), FR3, q_start=moved) is None
+    np.testing.assert_allclose(cmds[-1], path[-1], atol=1e-12)
+
+
 # -- stops, gaps, a stalled loop -------------------------------------------------------------
 def _robot_side(player: StreamPlayer, gaps: np.ndarray, *, released=lambda k: 1e9, stop_at: int | None = None,
                 max_cycles: int = 20000) -> tuple[np.ndarray, bool]:

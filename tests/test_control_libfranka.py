@@ -396,3 +396,59 @@ def test_real_time_scheduling_stays_in_the_1khz_process(fr3_sim, env, monkeypatc
         assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
     finally:
         b.close()
+
+
+def test_the_service_holds_after_a_reflex_until_an_operators_reset(fr3_sim, env, tmp_path, monkeypatch) -> None:
+    """The operator service on the libfranka backend (the cell consented in its control.toml): a
+    reflex mid-task (the 1 kHz process stalls) fails the task with libfranka's reason and holds
+    the service like an e-stop — new motion tasks are refused — until an operator's Reset, which
+    runs libfranka's recovery; then a task runs again. Real server, real control loop, franka-sim."""
+    import shutil
+
+    import grpc
+
+    from dream2flow.config import shipped_hw_dir
+    from dream2flow.control.backends.libfranka import LibfrankaBackend
+    from dream2flow.service import client as C
+    from dream2flow.service.testing import ServiceThread, loop_only_pipeline, make_config
+    from dream2flow.v1 import robot_pb2
+    from test_service_api import OP, Harness, _wait_executing
+
+    host = fr3_sim["host"]
+    if _robot_state(env, host)["latched_fault"]:          # a failed test above left its reflex latched
+        assert _cli(env, "robot", "recover", "--robot", host, "--yes").returncode == 0
+    hw = tmp_path / "hw"
+    shutil.copytree(shipped_hw_dir(), hw)
+    control = hw / "robot" / "control.toml"
+    control.write_text(control.read_text().replace("real_arm_consent = false", "real_arm_consent = true"))
+    monkeypatch.setenv("D2F_HW_DIR", str(hw))
+    monkeypatch.setenv("D2F_STATE_DIR", env["D2F_STATE_DIR"])
+    cfg = make_config(tmp_path / "data", robot={"backend": "libfranka", "robot_ip": host})
+    with ServiceThread(cfg, pipeline=loop_only_pipeline(3.0)) as st:
+        h = Harness(st, tmp_path)
+        tid = h.submit().task.task_id
+        _wait_executing(h, tid)
+        time.sleep(0.5)                                   # mid-motion
+        inner = st.service.devices.existing_backends()[0].inner
+        pid = inner._robot.pid                            # the 1 kHz process: stalled past libfranka's 20 cycles
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.1)
+        os.kill(pid, signal.SIGCONT)
+        t = h.wait_state(tid, {"FAILED", "SUCCEEDED", "CANCELLED"})
+        assert C.STATE_NAMES[t.state] == "FAILED" and t.failed_stage == "execute", t
+        assert "communication_constraints_violation" in t.error_message, t.error_message
+        state = h.robot.GetRobotState(robot_pb2.GetRobotStateRequest(), metadata=OP).state
+        assert state.mode == robot_pb2.MOTION_MODE_ESTOPPED and "communication_constraints_violation" in state.mode_reason
+        with pytest.raises(grpc.RpcError) as refused:     # nothing moves by itself, nothing new starts
+            h.submit()
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        latch = LibfrankaBackend(robot_ip=host)           # (the file only: the FCI takes one connection, the service's)
+        assert "communication_constraints_violation" in latch.latched_fault()["message"]
+        h.robot.Reset(robot_pb2.ResetRequest(), metadata=OP)   # the operator's explicit recovery
+        state = h.robot.GetRobotState(robot_pb2.GetRobotStateRequest(), metadata=OP).state
+        assert state.mode == robot_pb2.MOTION_MODE_READY
+        assert latch.latched_fault() is None
+        tid2 = h.submit().task.task_id
+        t2 = h.wait_state(tid2, {"FAILED", "SUCCEEDED", "CANCELLED"}, timeout_s=60)
+        assert C.STATE_NAMES[t2.state] == "SUCCEEDED", t2.error_message
+        h.channel.close()

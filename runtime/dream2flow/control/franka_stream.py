@@ -298,6 +298,18 @@ class StreamPlayer:
         if bad is not None:
             self._begin_stop(f"start refused: {bad}")
 
+    def start_at(self, q_d: np.ndarray) -> bool:
+        """The first cycle's ``q_d`` (where the robot's motion generator starts) → whether the
+        start had to be prepared again: the fade was primed from the ``q_d`` read before the
+        motion, and the robot may start the motion elsewhere (after a reflex and its recovery the
+        idle ``q_d`` can be stale), so the first command is this one and the fade starts from it."""
+        q_d = np.asarray(q_d, dtype=np.float64)
+        if self.primed and np.array_equal(q_d, self.q):
+            return False
+        self.q = q_d.copy()
+        self.prime()
+        return True
+
     @property
     def stopping(self) -> bool:
         return self.stopper is not None

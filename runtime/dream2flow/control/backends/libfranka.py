@@ -462,17 +462,26 @@ class LibfrankaBackend:
         Returns the robot state afterwards. Never called automatically."""
         if self.moving:
             raise NotReady("libfranka backend: a motion is running; stop it before recovering")
-        robot, temporary = self._robot, False
-        if robot is None:
-            robot, temporary = self._open_process(), True
+        keep = self._robot is not None
+        if keep:
+            # A reflex ended the last motion mid-stream (often because this side stalled): that
+            # session may still hold stale state packets, which would make the next motion's first
+            # answers late. Recover on a fresh connection, as a new process would.
+            self._robot.close()
+            self._robot = None
+        robot = self._open_process()
         try:
             d = robot.call("recover", timeout_s=30.0)
+            if keep and self.config.joint_impedance:
+                robot.call("impedance", list(self.config.joint_impedance))
         except RuntimeError as exc:
+            robot.close()
             raise ExecutionFailed(f"automatic error recovery failed at {self.config.robot_ip}: {exc} (check the robot "
                                   "in Desk: brakes, user stop, errors)") from None
-        finally:
-            if temporary:
-                robot.close()
+        if keep:
+            self._robot = robot
+        else:
+            robot.close()
         if d["current_errors"] or d["robot_mode"] not in ("Idle", "Move"):
             raise ExecutionFailed(f"the robot still reports {_state_line(d)} after recovery")
         self.clear_fault()

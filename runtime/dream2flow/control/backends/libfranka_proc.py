@@ -245,7 +245,7 @@ def _run_motion(pf: Any, robot: Any, shm: Any, path: np.ndarray, q_start: np.nda
             st, dur = ctrl.readOnce()
             t_read = clock()
             if cycles == 0:
-                player.q = np.asarray(st.q_d, dtype=np.float64)   # exactly where the robot is
+                player.start_at(st.q_d)           # exactly where the robot is (re-primed if it moved)
             n = max(1, int(round(dur.to_sec() / DT_S))) if cycles else 1
             cycles += 1
             cmd, finished = player.next(n, shm[RELEASED_T], shm[ALL_RELEASED] > 0.5, shm[STOP] > 0.5)
