@@ -112,7 +112,8 @@ def main() -> int:
                 for k in range(args.runs):
                     b = LibfrankaBackend(cfg, robot_ip=host, limits=fr3)
                     t0 = time.perf_counter()
-                    r = execute_plan(plan, b, rate_hz=args.rate, limits=fr3)
+                    # consent: the arm is the franka-sim this script started on a loopback address
+                    r = execute_plan(plan, b, rate_hz=args.rate, limits=fr3, consent=True)
                     wall = time.perf_counter() - t0
                     st = dict(b.stats)
                     row = {"condition": cond + ("_no_rt" if args.no_rt else ""), "run": k, "ok": r.ok, "reason": r.reason[:160],

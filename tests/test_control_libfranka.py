@@ -452,3 +452,18 @@ def test_the_service_holds_after_a_reflex_until_an_operators_reset(fr3_sim, env,
         t2 = h.wait_state(tid2, {"FAILED", "SUCCEEDED", "CANCELLED"}, timeout_s=60)
         assert C.STATE_NAMES[t2.state] == "SUCCEEDED", t2.error_message
         h.channel.close()
+
+
+def test_the_bench_runs(env) -> None:
+    """bench/libfranka_bench.py stays runnable (one quiet run on its own franka-sim; the numbers are
+    the bench's business)."""
+    _skip_on_purpose()
+    _need_pylibfranka()
+    e = dict(env, D2F_FRANKA_SIM_PYTHON=_sim_python())
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "libfranka_bench.py"), "--runs", "1", "--hogs", "0"],
+                         capture_output=True, text=True, timeout=180, env=e)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(ln) for ln in out.stdout.splitlines() if ln.startswith("{")]
+    runs = [r for r in rows if "run" in r]
+    assert len(runs) == 1 and runs[0]["ok"] and runs[0]["cycles"] > 3000, runs
+    assert [r["summary"] for r in rows if "summary" in r] == ["quiet"]
