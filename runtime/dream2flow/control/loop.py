@@ -334,6 +334,12 @@ class _Runner:
                 self.guard.call("stop", self.backend.stop)
             except Exception as exc:  # the robot side must also stop on its own; report both
                 self.reason = f"{reason}; and stop() raised {type(exc).__name__}: {exc}"
+        # The robot's own verdict comes first: a reflex (libfranka) that ended the motion while
+        # the loop stopped for a symptom of it (e.g. the stale state of a stalled stream) is the
+        # reason the operator must see.
+        fault = getattr(self.backend, "fault", None)
+        if isinstance(fault, str) and fault and fault not in self.reason:
+            self.failure, self.reason = "execution", f"{fault} (the control loop stopped on: {self.reason})"
 
     def _measure(self, t_s: float, last_cmd: np.ndarray | None) -> Any:
         st = self._call("state")
