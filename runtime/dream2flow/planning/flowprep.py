@@ -118,3 +118,78 @@ def time_warp(P: np.ndarray, V: np.ndarray, t_start: int, t_end: int, H: int) ->
     exact = np.isclose(times, i0)[:, None]
     VH = np.where(exact, Vf[i0], Vf[i0] & Vf[i1])
     return PH, VH, times
+
+
+ARTICULATION_MODES = ("off", "complete", "project")
+
+
+@dataclass
+class PartTargets:
+    """What the optimiser tracks for one grasped part: ``PH`` [H,k,3] targets, ``WH`` [H,k] weights
+    (0 = not used), ``times`` [H] fractional frames, ``t_star``/``t_end`` the motion window,
+    ``completed_steps`` [H] bool (steps whose frames were completed from the articulation, never
+    observed well enough), ``info`` for the plan's meta."""
+
+    PH: np.ndarray
+    WH: np.ndarray
+    times: np.ndarray
+    t_star: int
+    t_end: int
+    completed_steps: np.ndarray
+    info: dict
+
+
+def part_targets(P: np.ndarray, V: np.ndarray, part: PartMotion, *, horizon: int, static_tol_m: float,
+                 mode: str = "off", max_residual: float = 0.08, completed_weight: float = 1.0) -> PartTargets:
+    """The part's targets under an articulation ``mode`` (``ARTICULATION_MODES``):
+
+    * ``off``: the part's own tracks, time-warped, weighted by visibility (the flow as observed);
+    * ``complete``: as ``off``, plus, in frames too few of the part's points are visible for a
+      pose (``articulation.reliable_frames``), the hidden points placed by the joint fitted to
+      the other frames (weight ``completed_weight``); the motion window is measured on the
+      completed motion, so the arm does not stop where a hand hid the part;
+    * ``project``: as ``complete``, and when a joint is fitted, every target is the part's points
+      moved by that joint (the flow projected onto its articulation: a morphing video's drift
+      off the hinge's circle is dropped).
+    Without a joint that explains the part's motion (a free pick-and-place), the hidden frames
+    are filled from the part's rigid motion interpolated across the gap, and ``project`` is
+    ``complete``."""
+    from dream2flow.planning import articulation
+
+    if mode not in ARTICULATION_MODES:
+        raise ValueError(f"articulation mode must be one of {ARTICULATION_MODES}, got {mode!r}")
+    Pp = np.asarray(P, dtype=np.float64)[:, part.ids]
+    Vp = np.asarray(V, dtype=bool)[:, part.ids] & np.isfinite(Pp).all(-1)
+    info: dict = {"mode": mode}
+    T_use = part.T
+    comp = None
+    if mode != "off":
+        reliable = articulation.reliable_frames(Vp.sum(1))
+        comp = articulation.complete_motion(part.T, part.X0, reliable, max_residual=max_residual)
+        if comp.model is None and mode == "project" and reliable.sum() >= 3:
+            art = articulation.fit_articulation(part.T, part.X0, reliable.astype(np.float64), max_residual=max_residual)
+            if art is not None:
+                comp = articulation.Completion(part.T.copy(), np.zeros(len(part.T), bool), art, art.q, art.kind)
+        info.update(comp.summary())
+        T_use = comp.T
+        if mode == "project" and comp.articulation is not None:
+            T_use = comp.articulation.transforms(comp.q)
+            info["projected"] = True
+    t_star, t_end = motion_window(T_use, part.X0, static_tol_m)
+    PH, VH, times = time_warp(Pp, Vp, t_star, t_end, horizon)
+    WH = VH.astype(np.float64)
+    completed_steps = np.zeros(horizon, bool)
+    if comp is not None and comp.model is not None:
+        model = rigid.apply(T_use, part.X0)                                   # [T,k,3]
+        MH, _, _ = time_warp(model, np.ones(model.shape[:2], bool), t_star, t_end, horizon)
+        i0 = np.floor(times).astype(int)
+        i1 = np.minimum(i0 + 1, len(T_use) - 1)
+        completed_steps = comp.completed[i0] | (comp.completed[i1] & ~np.isclose(times, i0))
+        if info.get("projected"):
+            PH, WH = MH, np.ones_like(WH)
+        else:
+            fill = completed_steps[:, None] & ~VH
+            PH = np.where(fill[..., None], MH, PH)
+            WH = np.where(fill, completed_weight, WH)
+    info["t_star"], info["t_end"] = int(t_star), int(t_end)
+    return PartTargets(PH, WH, times, int(t_star), int(t_end), completed_steps, info)

@@ -136,7 +136,7 @@ def follow_flow(q_start: np.ndarray, X0: np.ndarray, targets: np.ndarray, vis: n
     if not np.isfinite(q).all():
         raise PlanningFailed("the trajectory optimiser diverged (non-finite joints)")
     pred = predicted_points(q, X0)
-    err_mean, err_max, err_step = tracking_error(pred, targets, vis)
+    err_mean, err_max, err_step = tracking_error(pred, targets, np.asarray(vis) > 0)
     stats = {"iterations": out["iterations"], "accepted_steps": out["accepted"], "initial_cost": out["cost0"],
              "final_cost": out["cost"], "bucket_H": prob.bucket_H, "bucket_n": prob.bucket_n,
              "points_used": prob.points_used}

@@ -221,10 +221,14 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
         if ch["index"] not in parts:
             part = flowprep.select_part(P, V, ch["T_grasp"][:3, 3], radius_m=cfg.part_radius_m, mode=cfg.part_mode,
                                         tol_m=cfg.part_rigid_tol_m)
-            t_star, t_end = flowprep.motion_window(part.T, part.X0, cfg.static_tol_m)
-            PH, VH, times = flowprep.time_warp(P[:, part.ids], V[:, part.ids], t_star, t_end, cfg.horizon)
-            parts[ch["index"]] = (part, t_star, t_end, PH, VH, times)
-        part, t_star, t_end, PH, VH, times = parts[ch["index"]]
+            tg = flowprep.part_targets(P, V, part, horizon=cfg.horizon, static_tol_m=cfg.static_tol_m,
+                                       mode=cfg.articulation if method == "dream2flow" else "off",
+                                       max_residual=cfg.articulation_max_residual,
+                                       completed_weight=cfg.completed_weight)
+            parts[ch["index"]] = (part, tg)
+        part, tg = parts[ch["index"]]
+        t_star, t_end, PH, WH, times = tg.t_star, tg.t_end, tg.PH, tg.WH, tg.times
+        VH = WH > 0
         if len(part.ids) < 3:
             failures.append(f"grasp {ch['index']}: only {len(part.ids)} flow points near it")
             continue
@@ -232,7 +236,7 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
             from dream2flow.planning.optimizer import follow_flow
 
             t_o = time.perf_counter()
-            res = follow_flow(ch["q_grasp"], part.X0, PH, VH, limits=limits, config=cfg)
+            res = follow_flow(ch["q_grasp"], part.X0, PH, WH, limits=limits, config=cfg)
             t_opt_s += time.perf_counter() - t_o
             q_follow, err_mean, err_max = res.q, res.task_error_mean_m, res.task_error_max_m
             solver_stats, terms = res.stats, res.terms
@@ -257,6 +261,7 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
             slow.append(f"{name}: needs a {need_dt:.2f} s step")
             continue
         cand = {"ch": ch, "part": part, "t_star": t_star, "t_end": t_end, "times": times, "q_follow": q_follow,
+                "articulation": tg.info,
                 "err_mean": err_mean, "err_max": err_max, "solver": solver_stats, "terms": terms, "miss": miss}
         if miss > cfg.max_task_error_m or worst > cfg.max_step_error_m:
             failures.append(f"{name}: misses by {miss * 100:.1f} cm on average, {worst * 100:.1f} cm at the worst step")
@@ -362,6 +367,7 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
         "flow_times": [float(x) for x in times],
         "part_point_count": int(len(part.ids)),
         "part_mode": cfg.part_mode,
+        "articulation": best["articulation"],
         "segments": {"approach_start": 0, "pregrasp_index": len(seg_move) - 1, "grasp_index": k_close,
                      "follow_start": k_follow, "follow_end": k_follow_end, "release_index": k_open},
         "gripper_events": events,
