@@ -65,6 +65,24 @@ class EpisodeResult:
                 "methods": [m.to_dict() for m in self.methods]}
 
 
+def method_variant(name: str, planner_config: Any = None) -> tuple[str, Any]:
+    """``dream2flow@MODE`` → ("dream2flow", the planner configuration with ``articulation=MODE``):
+    one episode can compare Dream2Flow with and without its articulation use on the same flow
+    (issue 18's before/after). Any other name is returned as it is, with ``planner_config``."""
+    import dataclasses
+
+    from dream2flow.planning.config import load_planner_config
+    from dream2flow.planning.flowprep import ARTICULATION_MODES
+
+    base, sep, mode = name.partition("@")
+    if base not in METHODS or (sep and (base != "dream2flow" or mode not in ARTICULATION_MODES)):
+        raise InvalidInput(f"unknown method '{name}' (choose from {', '.join(METHODS)}, or dream2flow@MODE with "
+                           f"MODE one of {', '.join(ARTICULATION_MODES)})")
+    if not sep:
+        return base, planner_config
+    return base, dataclasses.replace(planner_config or load_planner_config(), articulation=mode)
+
+
 def _classify_failure(exc: Dream2FlowError, stage: str) -> str:
     from dream2flow.errors import PerceptionFailed, PlanningFailed
 
@@ -81,13 +99,17 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
                 num_points: int = 256, num_frames: int = 48, rate_hz: float = 100.0, settle_s: float = 1.0,
                 out_dir: str | Path | None = None, record_video: bool = False, inputs: str = "privileged",
                 perception: Any = None, progress: ProgressFn = _no_progress,
-                cancel: threading.Event | None = None, vary: str | None = None) -> EpisodeResult:
+                cancel: threading.Event | None = None, vary: str | None = None, planner_config: Any = None,
+                impedance: str | None = None) -> EpisodeResult:
     """One seeded episode for each method. ``inputs``: ``privileged`` hands the flow stage the
     simulator's box, relative depth and thumb; ``perceived`` only what a robot has (RGB video,
     I0, D0, camera, object prompt), the rest from ``perception`` (a ``Perception``; None = the
     default configuration). ``out_dir`` (if given) receives the inputs, flow, plan and pictures;
     ``record_video`` renders the robot executing (``execution.mp4``); ``vary`` (instance | background |
-    viewpoint) draws that factor of the seed's scene again (``sim/vary.py``)."""
+    viewpoint) draws that factor of the seed's scene again (``sim/vary.py``); ``planner_config`` (a
+    ``PlannerConfig``; default ``hw/robot/planner.toml``) for every method; ``dream2flow@MODE``
+    plans with its articulation set to MODE (``method_variant``). ``impedance``: the simulated arm's
+    joint gains for every method (``sim.robot.IMPEDANCES``; default ``stiff``)."""
     from dream2flow import sim
     from dream2flow.control.loop import execute_plan
     from dream2flow.flow.perceived import perceive_flow
@@ -97,15 +119,13 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
     from dream2flow.provenance import KEY as PROVENANCE
     from dream2flow.provenance import sim_provenance
 
-    for m in methods:
-        if m not in METHODS:
-            raise InvalidInput(f"unknown method '{m}' (choose from {', '.join(METHODS)})")
+    variants = {m: method_variant(m, planner_config) for m in methods}
     if inputs not in INPUTS:
         raise InvalidInput(f"inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
     perception = perception if perception is not None else load_perception(None)
     # JAX and the compiled solvers load on the other core while the scene renders and the flow is
     # extracted; the plan stage waits for whatever is left of it (issue 21)
-    warm = warm_in_background(methods=methods, num_points=num_points)
+    warm = warm_in_background(methods=tuple(dict.fromkeys(b for b, _ in variants.values())), num_points=num_points)
     out = Path(out_dir) if out_dir else None
     shared = _StageRunner(progress, cancel)
     results: list[MethodResult] = []
@@ -155,8 +175,9 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
         try:
             def _plan(method: str = method) -> Any:
                 _warmed(warm)
-                return plan_from_flow(flow, observation, q0=env.q_home, method=method, object_mask=flow_result.mask,
-                                      thumb_px=perceived.thumb_px)
+                base, cfg = variants[method]
+                return plan_from_flow(flow, observation, q0=env.q_home, method=base, object_mask=flow_result.mask,
+                                      thumb_px=perceived.thumb_px, config=cfg)
 
             plan = runner.run("plan", _plan)
             plan.meta[PROVENANCE] = sim_provenance(task, seed)
@@ -167,7 +188,7 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
                 write_plan_png(method_out / "plan.png", plan, flow)
             stage = "execute"
             run_env = sim.make_env(task, seed, vary=vary)  # a fresh, identical scene: methods never see each other's state
-            backend = run_env.robot_backend()
+            backend = run_env.robot_backend(impedance=impedance)
             recorder = run_env.background_frames() if record_video else None
             on_tick = _frame_recorder(recorder, rate_hz) if recorder is not None else None
             ran: dict[str, Any] = {}
