@@ -120,11 +120,15 @@ def test_part_targets_fill_only_hidden_points_and_keep_the_flow() -> None:
     np.testing.assert_array_equal(V, V0)
     assert not off.completed_steps.any() and done.completed_steps.any()
     assert done.info["articulation"]["kind"] == "revolute" and done.info["completed_frames"] == list(range(16, 26))
-    observed = off.WH > 0
-    np.testing.assert_array_equal(done.PH[observed], off.PH[observed])
-    filled = (done.WH > 0) & ~observed
+    # the part grew to the whole panel (every track moves with it); the ``off`` part is inside it
+    assert len(off.part.ids) < len(done.part.ids) == len(X0) and np.isin(off.part.ids, done.part.ids).all()
+    # every observed target is the flow itself (time-warped), at full weight; only hidden ones are filled
+    ref, seen, _ = flowprep.time_warp(P[:, done.part.ids], V[:, done.part.ids], done.t_star, done.t_end, 30)
+    np.testing.assert_array_equal(done.PH[seen], ref[seen])
+    assert np.all(done.WH[seen] == 1.0)
+    filled = (done.WH > 0) & ~seen
     assert filled.any() and np.all(done.WH[filled] == 0.5) and done.completed_steps[filled.any(1)].all()
-    truth_h = rigid.apply(truth, part.X0)
+    truth_h = rigid.apply(truth, done.part.X0)
     i0 = np.floor(done.times).astype(int)
     i1 = np.minimum(i0 + 1, T_FRAMES - 1)
     f = (done.times - i0)[:, None, None]
@@ -153,3 +157,33 @@ def test_projection_puts_every_target_on_the_joint(kind: str) -> None:
         M = rigid.kabsch(part.X0, tg.PH[h])
         assert np.abs(rigid.apply(M, part.X0) - tg.PH[h]).max() < 5e-5
     assert np.all(tg.WH == 1.0) and tg.info["projected"]
+
+
+def test_grown_part_follows_the_panel_past_an_occlusion_that_took_the_handle() -> None:
+    """The oven case measured on seed 9200: the hand's pass (at about half the opening) loses the
+    grasped region's tracks for good while the rest of the door comes back. The grown part sees
+    the door to its full 60 deg; the cabinet's static points and tracks the hand drags along stay
+    out; ``complete`` flags only the frames the hand covered."""
+    X0, truth, _, _ = _door(seed=6)
+    hidden = slice(24, 30)
+    rng = np.random.default_rng(7)
+    cab = np.stack([np.full(60, 0.64), rng.uniform(-0.1, 0.2, 60), rng.uniform(0.0, 0.35, 60)], axis=1)
+    P = np.concatenate([rigid.apply(truth, X0), np.repeat(cab[None], T_FRAMES, axis=0)], axis=1)
+    P = P + rng.normal(0.0, 0.001, P.shape)
+    V = np.ones(P.shape[:2], bool)
+    handle = np.flatnonzero(X0[:, 1] > 0.05)                         # near the grasp (y > 5 cm)
+    V[hidden.start:, handle] = False                                  # lost for good
+    V[hidden, :len(X0)] = False                                       # the whole door hidden meanwhile
+    dragged = np.flatnonzero(X0[:, 1] < -0.1)[:5]                     # tracks the hand drags sideways
+    P[hidden.start:, dragged] += np.linspace(0.0, 0.3, T_FRAMES - hidden.start)[:, None, None] * [0.0, 1.0, 0.0]
+    part = flowprep.select_part(P, V, X0[handle].mean(0), radius_m=0.05, mode="rigid_consistent", tol_m=0.012)
+    assert np.abs(rigid.apply(part.T[-1], part.X0) - rigid.apply(truth[-1], part.X0)).max() > 0.1  # it stopped
+    grown = flowprep.grow_part(P, V, part, tol_m=0.012)
+    door = np.setdiff1d(np.arange(len(X0)), dragged)
+    assert np.isin(door, grown.ids).all()
+    assert not np.isin(dragged, grown.ids).any() and not (grown.ids >= len(X0)).any()
+    np.testing.assert_allclose(rigid.apply(grown.T[-1], grown.X0), rigid.apply(truth[-1], grown.X0), atol=0.005)
+    tg = flowprep.part_targets(P, V, part, horizon=30, static_tol_m=0.003, mode="complete")
+    off = flowprep.part_targets(P, V, part, horizon=30, static_tol_m=0.003, mode="off")
+    assert off.t_end <= hidden.start < hidden.stop < tg.t_end and tg.info["part_points_grown"] > 0
+    assert set(tg.info["completed_frames"]) == set(range(hidden.start, hidden.stop))

@@ -87,6 +87,58 @@ def select_part(P: np.ndarray, V: np.ndarray, grasp_pos: np.ndarray, *, radius_m
     return PartMotion(ids=ids[keep], X0=X0[keep], T=T, residual=res[keep])
 
 
+def grow_part(P: np.ndarray, V: np.ndarray, part: PartMotion, *, tol_m: float, rounds: int = 2,
+              min_frames: int = 3) -> PartMotion:
+    """The part with every track that moves with it in the frames where the part is seen well.
+
+    Why: when a hand passes over the grasped region, its tracks are often lost for good, and
+    ``select_part`` (which checks each track against the part's motion over *all* frames, the
+    lost frames holding the last pose) rejects the tracks of the same panel that come back after
+    the occlusion — the part then "stops" where the hand hid it. Here a track joins when, over
+    the frames where both it and the part are reliably seen (``articulation.reliable_frames``,
+    at least ``min_frames``), its residual under the part's motion is within the part's
+    tolerance; the motion is refitted with the grown set (``rounds`` times), so the part's later
+    frames are observed again through the returning tracks; last, a track whose residual over
+    all its frames under the final motion exceeds the tolerance leaves (one that agreed before
+    the gap and parted after it). Tracks never seen together with the part, static points and a
+    hand's tracks (they do not move with it) stay out."""
+    from dream2flow.planning import articulation
+
+    P = np.asarray(P, dtype=np.float64)
+    Vf = np.asarray(V, dtype=bool) & np.isfinite(P).all(-1)
+    ids = np.asarray(part.ids)
+    T = part.T
+    res_part = part.residual
+    for _ in range(max(1, rounds)):
+        reliable = articulation.reliable_frames(Vf[:, ids].sum(1))
+        W = Vf & reliable[:, None]                                         # [T,n] frames that count
+        w = W.astype(np.float64)
+        back = rigid.apply(rigid.invert(T), P)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            X0_all = np.where(W[..., None], back, 0.0).sum(0) / w.sum(0)[:, None]
+            err = np.linalg.norm(rigid.apply(T, X0_all) - P, axis=-1)
+            res_all = np.where(W, err, 0.0).sum(0) / w.sum(0)
+        tol = max(tol_m, 2.5 * float(np.nanmedian(res_part)) if np.isfinite(res_part).any() else tol_m)
+        ok = (w.sum(0) >= min_frames) & (np.nan_to_num(res_all, nan=np.inf) <= tol)
+        new = np.union1d(ids, np.flatnonzero(ok))
+        if len(new) == len(ids):
+            break
+        ids = new
+        T, _, res_part = rigid.rigid_track(P[:, ids], Vf[:, ids])
+    if len(ids) == len(part.ids):
+        return part
+    # a track that agreed only while the part was seen before the gap and parts ways with it
+    # after (one a hand dragged along) leaves again: residual over all its frames, final motion
+    T, X0, res = rigid.rigid_track(P[:, ids], Vf[:, ids])
+    tol = max(tol_m, 2.5 * float(np.nanmedian(part.residual)) if np.isfinite(part.residual).any() else tol_m)
+    stay = np.nan_to_num(res, nan=np.inf) <= tol
+    if not stay.all():
+        ids = ids[stay]
+        T, X0, res = rigid.rigid_track(P[:, ids], Vf[:, ids])
+    keep = np.isfinite(X0).all(1)
+    return PartMotion(ids=ids[keep], X0=X0[keep], T=T, residual=res[keep])
+
+
 def motion_window(T: np.ndarray, X0: np.ndarray, static_tol_m: float) -> tuple[int, int]:
     """(t*, t_end) from the part's rigid motion ``T`` [T,4,4] and its current points ``X0`` [k,3]."""
     disp = np.linalg.norm(rigid.apply(T, X0) - X0[None], axis=-1).mean(1)  # [T] shape distance to now
@@ -125,11 +177,13 @@ ARTICULATION_MODES = ("off", "complete", "project")
 
 @dataclass
 class PartTargets:
-    """What the optimiser tracks for one grasped part: ``PH`` [H,k,3] targets, ``WH`` [H,k] weights
-    (0 = not used), ``times`` [H] fractional frames, ``t_star``/``t_end`` the motion window,
+    """What the optimiser tracks for one grasped part: ``part`` (grown across occlusions when the
+    mode is not ``off``), ``PH`` [H,k,3] targets of its points, ``WH`` [H,k] weights (0 = not
+    used), ``times`` [H] fractional frames, ``t_star``/``t_end`` the motion window,
     ``completed_steps`` [H] bool (steps whose frames were completed from the articulation, never
     observed well enough), ``info`` for the plan's meta."""
 
+    part: PartMotion
     PH: np.ndarray
     WH: np.ndarray
     times: np.ndarray
@@ -140,11 +194,13 @@ class PartTargets:
 
 
 def part_targets(P: np.ndarray, V: np.ndarray, part: PartMotion, *, horizon: int, static_tol_m: float,
-                 mode: str = "off", max_residual: float = 0.08, completed_weight: float = 1.0) -> PartTargets:
+                 mode: str = "off", max_residual: float = 0.08, completed_weight: float = 1.0,
+                 part_tol_m: float = 0.012) -> PartTargets:
     """The part's targets under an articulation ``mode`` (``ARTICULATION_MODES``):
 
     * ``off``: the part's own tracks, time-warped, weighted by visibility (the flow as observed);
-    * ``complete``: as ``off``, plus, in frames too few of the part's points are visible for a
+    * ``complete``: the part grown across occlusions (``grow_part``, tolerance ``part_tol_m``),
+      its own tracks as in ``off``, plus, in frames too few of the part's points are visible for a
       pose (``articulation.reliable_frames``), the hidden points placed by the joint fitted to
       the other frames (weight ``completed_weight``); the motion window is measured on the
       completed motion, so the arm does not stop where a hand hid the part;
@@ -158,11 +214,15 @@ def part_targets(P: np.ndarray, V: np.ndarray, part: PartMotion, *, horizon: int
 
     if mode not in ARTICULATION_MODES:
         raise ValueError(f"articulation mode must be one of {ARTICULATION_MODES}, got {mode!r}")
+    info: dict = {"mode": mode}
+    comp = None
+    if mode != "off":
+        k0 = len(part.ids)
+        part = grow_part(P, V, part, tol_m=part_tol_m)
+        info["part_points_grown"] = int(len(part.ids) - k0)
     Pp = np.asarray(P, dtype=np.float64)[:, part.ids]
     Vp = np.asarray(V, dtype=bool)[:, part.ids] & np.isfinite(Pp).all(-1)
-    info: dict = {"mode": mode}
     T_use = part.T
-    comp = None
     if mode != "off":
         reliable = articulation.reliable_frames(Vp.sum(1))
         comp = articulation.complete_motion(part.T, part.X0, reliable, max_residual=max_residual)
@@ -192,4 +252,4 @@ def part_targets(P: np.ndarray, V: np.ndarray, part: PartMotion, *, horizon: int
             PH = np.where(fill[..., None], MH, PH)
             WH = np.where(fill, completed_weight, WH)
     info["t_star"], info["t_end"] = int(t_star), int(t_end)
-    return PartTargets(PH, WH, times, int(t_star), int(t_end), completed_steps, info)
+    return PartTargets(part, PH, WH, times, int(t_star), int(t_end), completed_steps, info)

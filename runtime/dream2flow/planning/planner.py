@@ -224,9 +224,10 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
             tg = flowprep.part_targets(P, V, part, horizon=cfg.horizon, static_tol_m=cfg.static_tol_m,
                                        mode=cfg.articulation if method == "dream2flow" else "off",
                                        max_residual=cfg.articulation_max_residual,
-                                       completed_weight=cfg.completed_weight)
-            parts[ch["index"]] = (part, tg)
-        part, tg = parts[ch["index"]]
+                                       completed_weight=cfg.completed_weight, part_tol_m=cfg.part_rigid_tol_m)
+            parts[ch["index"]] = tg
+        tg = parts[ch["index"]]
+        part = tg.part
         t_star, t_end, PH, WH, times = tg.t_star, tg.t_end, tg.PH, tg.WH, tg.times
         VH = WH > 0
         if len(part.ids) < 3:
