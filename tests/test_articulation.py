@@ -187,3 +187,17 @@ def test_grown_part_follows_the_panel_past_an_occlusion_that_took_the_handle() -
     off = flowprep.part_targets(P, V, part, horizon=30, static_tol_m=0.003, mode="off")
     assert off.t_end <= hidden.start < hidden.stop < tg.t_end and tg.info["part_points_grown"] > 0
     assert set(tg.info["completed_frames"]) == set(range(hidden.start, hidden.stop))
+
+
+def test_complete_changes_nothing_when_the_part_is_always_seen() -> None:
+    """A clean video: ``complete`` plans on exactly what ``off`` does (no growth, no fill)."""
+    X0, truth, _, _ = _door(seed=8)
+    P = rigid.apply(truth, X0) + np.random.default_rng(9).normal(0.0, 0.002, (T_FRAMES, len(X0), 3))
+    V = np.ones(P.shape[:2], bool)
+    part = flowprep.select_part(P, V, X0[0], radius_m=0.05, mode="rigid_consistent", tol_m=0.012)
+    off = flowprep.part_targets(P, V, part, horizon=30, static_tol_m=0.003, mode="off")
+    done = flowprep.part_targets(P, V, part, horizon=30, static_tol_m=0.003, mode="complete")
+    np.testing.assert_array_equal(done.part.ids, off.part.ids)
+    np.testing.assert_array_equal(done.PH, off.PH)
+    np.testing.assert_array_equal(done.WH, off.WH)
+    assert (done.t_star, done.t_end) == (off.t_star, off.t_end) and not done.completed_steps.any()

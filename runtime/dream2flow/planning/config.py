@@ -56,7 +56,8 @@ class PlannerConfig:
     part_mode: str = "rigid_consistent"  # or "radius"
     part_rigid_tol_m: float = 0.012   # rigid-consistency: mean residual below this joins the part
     articulation: str = "complete"    # dream2flow only: "off" | "complete" | "project" (flowprep.part_targets)
-    articulation_max_residual: float = 0.08  # a joint is used when it explains the part within this x its motion
+    articulation_max_residual: float = 0.08  # a slide is used when it explains the part within this x its motion
+    articulation_max_residual_revolute: float = 0.15  # a hinge: within this x its motion (articulation.py)
     completed_weight: float = 1.0     # weight of a completed (hidden, joint-placed) target vs an observed one
     grasp_seeds: int = 120            # cloud points sampled as grasp seeds (deterministic)
     grasp_candidates_checked: int = 48  # best candidates checked by IK (in batches of 16)
@@ -83,8 +84,9 @@ class PlannerConfig:
             raise InvalidInput(f"planner: dwell_s must be >= 0.6 s (gripper closing time), got {self.dwell_s}")
         if self.articulation not in ("off", "complete", "project"):
             raise InvalidInput(f"planner: articulation must be 'off', 'complete' or 'project', got {self.articulation!r}")
-        if not (0 < self.articulation_max_residual <= 1 and 0 <= self.completed_weight <= 1):
-            raise InvalidInput("planner: need 0 < articulation_max_residual <= 1 and 0 <= completed_weight <= 1")
+        if not (0 < self.articulation_max_residual <= 1 and 0 < self.articulation_max_residual_revolute <= 1
+                and 0 <= self.completed_weight <= 1):
+            raise InvalidInput("planner: need 0 < articulation_max_residual(_revolute) <= 1 and 0 <= completed_weight <= 1")
         if self.part_mode not in ("rigid_consistent", "radius"):
             raise InvalidInput(f"planner: part_mode must be 'rigid_consistent' or 'radius', got {self.part_mode!r}")
         if not (0 < self.gripper_max_width_m <= 0.08):

@@ -194,12 +194,13 @@ class PartTargets:
 
 
 def part_targets(P: np.ndarray, V: np.ndarray, part: PartMotion, *, horizon: int, static_tol_m: float,
-                 mode: str = "off", max_residual: float = 0.08, completed_weight: float = 1.0,
-                 part_tol_m: float = 0.012) -> PartTargets:
+                 mode: str = "off", max_residual: float = 0.08, max_residual_revolute: float = 0.15,
+                 completed_weight: float = 1.0, part_tol_m: float = 0.012) -> PartTargets:
     """The part's targets under an articulation ``mode`` (``ARTICULATION_MODES``):
 
     * ``off``: the part's own tracks, time-warped, weighted by visibility (the flow as observed);
-    * ``complete``: the part grown across occlusions (``grow_part``, tolerance ``part_tol_m``),
+    * ``complete``: when the part is lost in some frames, the part grown across the gap
+      (``grow_part``, tolerance ``part_tol_m``),
       its own tracks as in ``off``, plus, in frames too few of the part's points are visible for a
       pose (``articulation.reliable_frames``), the hidden points placed by the joint fitted to
       the other frames (weight ``completed_weight``); the motion window is measured on the
@@ -216,8 +217,8 @@ def part_targets(P: np.ndarray, V: np.ndarray, part: PartMotion, *, horizon: int
         raise ValueError(f"articulation mode must be one of {ARTICULATION_MODES}, got {mode!r}")
     info: dict = {"mode": mode}
     comp = None
-    if mode != "off":
-        k0 = len(part.ids)
+    if mode != "off" and not articulation.reliable_frames(np.asarray(V, dtype=bool)[:, part.ids].sum(1)).all():
+        k0 = len(part.ids)  # the part is lost in some frames: let its returning tracks in
         part = grow_part(P, V, part, tol_m=part_tol_m)
         info["part_points_grown"] = int(len(part.ids) - k0)
     Pp = np.asarray(P, dtype=np.float64)[:, part.ids]
@@ -225,9 +226,10 @@ def part_targets(P: np.ndarray, V: np.ndarray, part: PartMotion, *, horizon: int
     T_use = part.T
     if mode != "off":
         reliable = articulation.reliable_frames(Vp.sum(1))
-        comp = articulation.complete_motion(part.T, part.X0, reliable, max_residual=max_residual)
+        fit_kw = {"max_residual": max_residual, "max_residual_revolute": max_residual_revolute}
+        comp = articulation.complete_motion(part.T, part.X0, reliable, **fit_kw)
         if comp.model is None and mode == "project" and reliable.sum() >= 3:
-            art = articulation.fit_articulation(part.T, part.X0, reliable.astype(np.float64), max_residual=max_residual)
+            art = articulation.fit_articulation(part.T, part.X0, reliable.astype(np.float64), **fit_kw)
             if art is not None:
                 comp = articulation.Completion(part.T.copy(), np.zeros(len(part.T), bool), art, art.q, art.kind)
         info.update(comp.summary())

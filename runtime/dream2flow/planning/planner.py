@@ -224,6 +224,7 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
             tg = flowprep.part_targets(P, V, part, horizon=cfg.horizon, static_tol_m=cfg.static_tol_m,
                                        mode=cfg.articulation if method == "dream2flow" else "off",
                                        max_residual=cfg.articulation_max_residual,
+                                       max_residual_revolute=cfg.articulation_max_residual_revolute,
                                        completed_weight=cfg.completed_weight, part_tol_m=cfg.part_rigid_tol_m)
             parts[ch["index"]] = tg
         tg = parts[ch["index"]]
