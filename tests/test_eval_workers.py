@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from dream2flow.episode import method_variant
 from dream2flow.errors import InvalidInput
 from dream2flow.parallel import EpisodeJob, progress_bar, run_episodes
 
@@ -38,7 +39,7 @@ def _outcomes(doc: dict[str, Any]) -> list[tuple]:
 @pytest.mark.slow
 def test_two_workers_give_the_serial_results(tmp_path: Path) -> None:
     common = ["eval", "--tasks", "open_drawer", "--episodes", "2", "--seed", "9200", "--methods",
-              "dream2flow,rigid_rigvid", "--artifacts", "occlusion"]
+              "dream2flow,dream2flow@off", "--artifacts", "occlusion"]
     serial = _cli(*common, "--workers", "1", "--json", str(tmp_path / "w1.json"))
     assert serial.returncode == 0, serial.stdout[-2000:] + serial.stderr[-2000:]
     par = _cli(*common, "--workers", "2", "--json", str(tmp_path / "w2.json"))
@@ -49,6 +50,7 @@ def test_two_workers_give_the_serial_results(tmp_path: Path) -> None:
     assert a["table"] == b["table"] and a["failures_by_stage"] == b["failures_by_stage"]
     assert _outcomes(a) == _outcomes(b)
     assert [e["seed"] for e in b["episodes"]] == [9200, 9201]           # the serial order
+    assert [m["method"] for m in b["episodes"][0]["methods"]] == ["dream2flow", "dream2flow@off"]
     assert b["run"]["config"]["command"]["workers"] == 2
     assert "[####################] 2/2 (100%)" in par.stdout
     # the table printed is the same text
@@ -71,3 +73,19 @@ def test_cli_workers_out_of_range_is_one_line_exit_2() -> None:
     r = _cli("eval", "--workers", "0", timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "--workers" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_method_variants_name_an_articulation_mode() -> None:
+    assert method_variant("rigid_avdc") == ("rigid_avdc", None)
+    base, cfg = method_variant("dream2flow@off")
+    assert base == "dream2flow" and cfg.articulation == "off"
+    assert method_variant("dream2flow@project")[1].articulation == "project"
+    for bad in ("dream2flow@fast", "rigid_avdc@off", "magic"):
+        with pytest.raises(InvalidInput, match="unknown method"):
+            method_variant(bad)
+
+
+def test_cli_bad_method_variant_is_one_line_exit_2() -> None:
+    r = _cli("eval", "--methods", "dream2flow@fast", "--episodes", "1", timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "dream2flow@MODE" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
