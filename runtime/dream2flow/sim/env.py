@@ -268,12 +268,15 @@ class SimEnv:
         return generate_video(self, artifacts, num_frames=num_frames, seed=seed, fps=fps, num_points=num_points,
                               with_segmentation=with_segmentation)
 
-    def robot_backend(self) -> "MujocoRobotBackend":
-        """The ``mujoco`` RobotBackend bound to this env (one per env)."""
+    def robot_backend(self, impedance: str | None = None) -> "MujocoRobotBackend":
+        """The ``mujoco`` RobotBackend bound to this env (one per env); ``impedance`` (one of
+        ``sim.robot.IMPEDANCES``, default ``stiff``) only when it is first made."""
         if self._backend is None:
             from dream2flow.sim.robot import MujocoRobotBackend
 
-            self._backend = MujocoRobotBackend(self)
+            self._backend = MujocoRobotBackend(self, impedance=impedance)
+        elif impedance is not None and impedance != self._backend.impedance:
+            raise InvalidInput(f"this env's robot backend is already {self._backend.impedance!r}, not {impedance!r}")
         return self._backend
 
     @property

@@ -8,6 +8,16 @@ hold, as a streaming motion generator does), and that velocity is fed forward to
 term, so a smooth trajectory is tracked without the lag of a pure PD. ``step(dt_s)`` advances
 physics by round(dt_s / timestep) steps: the same commands give bit-identical rollouts.
 
+Two joint impedances (``IMPEDANCES``, chosen by ``impedance=``; default ``stiff``):
+``stiff`` keeps the model's servos (MuJoCo Menagerie's kp 2000-4500 N·m/rad: the arm goes where
+it is told, whatever pushes back); ``franka`` sets the gains Polymetis runs the real arm with
+(``hw/robot/polymetis.toml`` Kq/Kqd, 20-120 N·m/rad), so a hinge or a slide the hand holds can
+guide it off an imperfect path, as on the real robot. A compliant arm trails its target under
+contact forces; the control loop's deviation check is unchanged (``max_deviation_rad``), so a
+hinge may guide the hand only within it. Joint friction in the model (``frictionloss``) is scaled by
+the same factor as the gains' (the Franka's link-side torque control compensates most of its
+joint friction; a 1.2 N·m friction against a 20 N·m/rad spring would be a 0.06 rad dead band).
+
 The gripper grasps by contact only: ``gripper(grasp=True)`` drives the fingers closed through a
 force-limited servo (50 N per finger); nothing is welded to the hand.
 """
@@ -27,6 +37,20 @@ if TYPE_CHECKING:
     from dream2flow.sim.env import SimEnv
 
 LIMIT_TOL_RAD = 1e-6
+IMPEDANCES = ("stiff", "franka")
+DEFAULT_IMPEDANCE = "stiff"  # what the RL and Push-T environments were tuned with; episodes choose their own
+
+
+def impedance_gains(impedance: str) -> tuple[np.ndarray, np.ndarray]:
+    """(Kq [7] N·m/rad, Kqd [7] N·m·s/rad) of an ``IMPEDANCES`` name."""
+    if impedance == "stiff":
+        return np.asarray(panda_model.KP, dtype=np.float64), np.asarray(panda_model.KV, dtype=np.float64)
+    if impedance == "franka":
+        from dream2flow.control.backends.polymetis import load_polymetis_config
+
+        cfg = load_polymetis_config()
+        return np.asarray(cfg.Kq, dtype=np.float64), np.asarray(cfg.Kqd, dtype=np.float64)
+    raise InvalidInput(f"unknown mujoco impedance {impedance!r} (choose from {', '.join(IMPEDANCES)})")
 
 
 class MujocoRobotBackend:
@@ -35,7 +59,8 @@ class MujocoRobotBackend:
     name = "mujoco"
     simulated = True
 
-    def __init__(self, env: "SimEnv | None" = None, *, task: str | None = None, seed: int = 0, **_: Any) -> None:
+    def __init__(self, env: "SimEnv | None" = None, *, task: str | None = None, seed: int = 0,
+                 impedance: str | None = None, **_: Any) -> None:
         import mujoco
 
         if env is None:
@@ -59,7 +84,8 @@ class MujocoRobotBackend:
         from dream2flow.config import load_robot_limits
 
         self.limits = load_robot_limits()
-        self._ff_gain = np.asarray(panda_model.KV) / np.asarray(panda_model.KP)
+        self.impedance = impedance or DEFAULT_IMPEDANCE
+        self._set_impedance(self.impedance)
         self._lock = threading.Lock()
         self._version = 0  # bumped on every change of the target (lock-free check in step())
         self._connected = False
@@ -156,6 +182,26 @@ class MujocoRobotBackend:
     def target(self) -> np.ndarray:
         """The joint target the servos are tracking now [7] rad."""
         return np.array(self._q_cmd)
+
+    @property
+    def joint_stiffness_nm_per_rad(self) -> np.ndarray | None:
+        """[7] joint stiffness of a compliant arm (the loop's compliance allowance); None when stiff."""
+        return None if self.impedance == "stiff" else self._kq.copy()
+
+    def _set_impedance(self, impedance: str) -> None:
+        """Joint gains (and friction, scaled alike) of the arm's actuators in this env's model."""
+        kq, kqd = impedance_gains(impedance)
+        m = self.model
+        kp0 = np.asarray(panda_model.KP, dtype=np.float64)
+        if not hasattr(self.env, "_arm_frictionloss0"):
+            self.env._arm_frictionloss0 = np.array(m.dof_frictionloss[self._dadr])
+        for i, a in enumerate(self._act):
+            m.actuator_gainprm[a, 0] = kq[i]
+            m.actuator_biasprm[a, 1] = -kq[i]
+            m.actuator_biasprm[a, 2] = -kqd[i]
+        m.dof_frictionloss[self._dadr] = self.env._arm_frictionloss0 * np.minimum(1.0, kq / kp0)
+        self._kq, self._kqd = kq, kqd
+        self._ff_gain = kqd / kq
 
     def _sync_from_state(self) -> None:
         """Adopt the current qpos as the held target (after an env reset)."""
