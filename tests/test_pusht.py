@@ -116,6 +116,29 @@ def test_model_inference_shapes_and_determinism():
     np.testing.assert_array_equal(h.predict(obs, none.params())[0], obs[:, :3])
 
 
+def test_particle_rigid_output_is_a_planar_rigid_motion():
+    """The rigid head's per-point displacements are projected onto one planar rigid motion: the
+    predicted points keep their pairwise xy distances; the free head's need not."""
+    from dream2flow.pusht.models import rigid_projection
+
+    rng = np.random.default_rng(2)
+    obs = np.concatenate([rng.uniform(-0.05, 0.05, (40, 3)) + [0.5, 0, 0.015], rng.uniform(0, 1, (40, 3)),
+                          np.tile([0.0, 0.0, 1.0], (40, 1))], axis=1).astype(np.float32)
+    pushes = sample_pushes(obs[:, :2], 8, rng)
+    dist = lambda p: np.linalg.norm(p[:, None, :2] - p[None, :, :2], axis=-1)  # noqa: E731
+    for output, rigid in (("rigid", True), ("free", False)):
+        pred = DynamicsModel("particle", init_params("particle", 3, output)).predict(obs, pushes.params())
+        err = max(np.abs(dist(p) - dist(obs)).max() for p in pred)
+        assert (err < 2e-6) if rigid else (err > 1e-4), (output, err)
+    # an exact rigid displacement field is left as it is; noise is averaged out
+    xy = rng.normal(size=(60, 2)) * 0.05
+    R = np.array([[np.cos(0.4), -np.sin(0.4)], [np.sin(0.4), np.cos(0.4)]])
+    true = xy @ R.T + [0.01, -0.02] - xy
+    np.testing.assert_allclose(np.asarray(rigid_projection(xy, true, np.ones(60))), true, atol=1e-7)
+    noisy = true + rng.normal(size=true.shape) * 0.003
+    assert np.abs(np.asarray(rigid_projection(xy, noisy, np.ones(60))) - true).mean() < 0.4 * np.abs(noisy - true).mean()
+
+
 def test_shipped_models_load_and_are_documented():
     for kind in DYNAMICS:
         m = load_model(kind)

@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--pushes", type=_int_in(20, 1_000_000, "--pushes"), default=None, help="pushes to collect")
     tr.add_argument("--steps", type=_int_in(1, 10_000_000, "--steps"), default=None, help="training steps per model")
     tr.add_argument("--data", default=None, help="load/save the collected pushes here (.npz)")
+    tr.add_argument("--particle-output", choices=("rigid", "free"), default="rigid",
+                    help="particle model output: rigid = per-point displacements projected onto the best-fitting "
+                         "planar rigid motion (default), free = the raw per-point displacements")
     tr.set_defaults(func=run_train)
 
     ev = s.add_parser("eval", help="episodes per dynamics model; print successes (and pushes used)",
@@ -98,9 +101,12 @@ def run_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig(**{**cfg.__dict__, "pushes": args.pushes})
     if args.steps is not None:
         cfg = TrainConfig(**{**cfg.__dict__, "steps": args.steps})
+    cfg = TrainConfig(**{**cfg.__dict__, "particle_output": args.particle_output})
     command = " ".join(["dream2flow pusht train", *(["--quick"] if args.quick else []), f"--seed {args.seed}",
                         *([f"--pushes {args.pushes}"] if args.pushes is not None else []),
-                        *([f"--steps {args.steps}"] if args.steps is not None else []), f"--out {args.out}"])
+                        *([f"--steps {args.steps}"] if args.steps is not None else []),
+                        *([f"--particle-output {args.particle_output}"] if args.particle_output != "rigid" else []),
+                        f"--out {args.out}"])
     rep = train_all(args.out, cfg, data_path=args.data, command=command, progress=progress)
     for k, v in rep["models"].items():
         h = v["heldout"]

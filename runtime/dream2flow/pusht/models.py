@@ -36,6 +36,10 @@ YAW_SCALE_RAD = 0.5
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 PARTICLE_LAYERS = {"point": (FEATURE_DIM, 64, 128), "head": (256, 128, 64, 3)}
+# ``rigid`` output: the head also gives each point a confidence logit, and the per-point
+# displacements are projected onto the planar rigid motion that fits them best (weighted 2D
+# Kabsch) -- a rigid-consistent displacement field. ``free``: the raw per-point displacements.
+PARTICLE_OUTPUTS = ("rigid", "free")
 POSE_LAYERS = (9, 128, 128, 128, 3)
 
 
@@ -51,13 +55,18 @@ def init_mlp(key: Any, sizes: tuple[int, ...]) -> list[tuple[Any, Any]]:
     return out
 
 
-def init_params(kind: str, seed: int) -> dict[str, list]:
+def init_params(kind: str, seed: int, output: str = "rigid") -> dict[str, list]:
+    """Fresh parameters; ``output`` (particle only) in PARTICLE_OUTPUTS: ``rigid`` adds a confidence
+    channel to the head."""
     import jax
 
     key = jax.random.PRNGKey(seed)
     if kind == "particle":
+        if output not in PARTICLE_OUTPUTS:
+            raise ValueError(output)
         k1, k2 = jax.random.split(key)
-        head = init_mlp(k2, PARTICLE_LAYERS["head"])
+        sizes = PARTICLE_LAYERS["head"]
+        head = init_mlp(k2, sizes[:-1] + (sizes[-1] + (output == "rigid"),))
         head[-1] = (head[-1][0] * 0.1, head[-1][1])
         return {"point": init_mlp(k1, PARTICLE_LAYERS["point"]), "head": head}
     if kind == "pose":
@@ -105,16 +114,41 @@ def particle_features(obs: Any, push: Any) -> Any:
     return jnp.concatenate([p, z, obs[:, 3:6], n, obs[:, 8:9], pp, dd], axis=1)
 
 
-def particle_displacement(params: dict, obs: Any, push: Any) -> Any:
-    """[N,3] displacement (m, base frame) of each observed point for one push."""
+def rigid_projection(xy: Any, disp: Any, w: Any) -> Any:
+    """[N,2] displacements of the planar rigid motion (rotation + translation) that best maps the
+    points ``xy`` [N,2] onto ``xy + disp`` in the ``w``-weighted least-squares sense (2D Kabsch,
+    closed form, differentiable)."""
+    import jax.numpy as jnp
+
+    w = w / jnp.sum(w)
+    ma = jnp.sum(w[:, None] * xy, axis=0)
+    mb = jnp.sum(w[:, None] * (xy + disp), axis=0)
+    a, b = xy - ma, xy + disp - mb
+    sxx = jnp.sum(w * a[:, 0] * b[:, 0]) + jnp.sum(w * a[:, 1] * b[:, 1])
+    sxy = jnp.sum(w * a[:, 0] * b[:, 1]) - jnp.sum(w * a[:, 1] * b[:, 0])
+    yaw = jnp.arctan2(sxy, sxx)
+    c, s = jnp.cos(yaw), jnp.sin(yaw)
+    rot = jnp.stack([c * a[:, 0] - s * a[:, 1], s * a[:, 0] + c * a[:, 1]], -1)
+    return rot + mb - xy
+
+
+def particle_displacement(params: dict, obs: Any, push: Any, raw: bool = False) -> Any:
+    """[N,3] displacement (m, base frame) of each observed point for one push. A head with a
+    confidence channel (``rigid`` output) is projected onto the best-fitting planar rigid motion
+    unless ``raw`` (the per-point displacements before the projection, for an auxiliary loss)."""
+    import jax
     import jax.numpy as jnp
 
     f = particle_features(obs, push)
     h = _mlp(params["point"], f, final_linear=False)
     g = jnp.max(h, axis=0, keepdims=True)
-    out = _mlp(params["head"], jnp.concatenate([h, jnp.broadcast_to(g, h.shape)], axis=1)) * DISP_SCALE_M
-    xy = _from_push_frame(out[:, :2], push[2:4])
-    return jnp.concatenate([xy, out[:, 2:3]], axis=1)
+    out = _mlp(params["head"], jnp.concatenate([h, jnp.broadcast_to(g, h.shape)], axis=1))
+    d = out[:, :3] * DISP_SCALE_M
+    xy = d[:, :2]
+    if out.shape[1] == 4 and not raw:  # rigid: projected in the push frame (the projection is frame-equivariant)
+        p = _to_push_frame(obs[:, :2], push[:2], push[2:4])
+        xy = rigid_projection(p, xy, jax.nn.softplus(out[:, 3]) + 1e-3)
+    return jnp.concatenate([_from_push_frame(xy, push[2:4]), d[:, 2:3]], axis=1)
 
 
 def pose_input(pose: Any, push: Any) -> Any:

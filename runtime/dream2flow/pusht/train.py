@@ -35,6 +35,8 @@ class TrainConfig:
     n_points: int = 96
     lr: float = 2e-3
     seed: int = 1000
+    particle_output: str = "rigid"   # models.PARTICLE_OUTPUTS
+    raw_loss: float = 0.1            # rigid output: weight of the loss on the displacements before projection
 
     @classmethod
     def quick(cls, seed: int = 1000) -> "TrainConfig":
@@ -63,7 +65,7 @@ def train_model(kind: str, data: dict[str, np.ndarray], idx: np.ndarray, cfg: Tr
 
     enable_compilation_cache()
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, {"particle": 1, "pose": 2}[kind]]))
-    params = init_params(kind, cfg.seed)
+    params = init_params(kind, cfg.seed, cfg.particle_output) if kind == "particle" else init_params(kind, cfg.seed)
     sched = optax.cosine_decay_schedule(cfg.lr, cfg.steps, alpha=0.02)
     opt = optax.adam(sched)
     state = opt.init(params)
@@ -74,9 +76,15 @@ def train_model(kind: str, data: dict[str, np.ndarray], idx: np.ndarray, cfg: Tr
     if kind == "particle":
         tgt_all = point_targets(obs_all, data["pose0"][idx], data["pose1"][idx]) - obs_all[..., :3]
 
+        raw_w = cfg.raw_loss if cfg.particle_output == "rigid" else 0.0
+
         def loss_fn(prm, obs, push, tgt):  # noqa: ANN001, ANN202
             pred = jax.vmap(lambda o, p: particle_displacement(prm, o, p))(obs, push)
-            return jnp.mean(jnp.sum(((pred - tgt) / POINT_LOSS_M) ** 2, axis=-1))
+            loss = jnp.mean(jnp.sum(((pred - tgt) / POINT_LOSS_M) ** 2, axis=-1))
+            if raw_w > 0:
+                raw = jax.vmap(lambda o, p: particle_displacement(prm, o, p, raw=True))(obs, push)
+                loss = loss + raw_w * jnp.mean(jnp.sum(((raw - tgt) / POINT_LOSS_M) ** 2, axis=-1))
+            return loss
     else:
         dyaw_all = _yaw_delta(p0_all, p1_all).astype(np.float32)
 
@@ -113,6 +121,7 @@ def train_model(kind: str, data: dict[str, np.ndarray], idx: np.ndarray, cfg: Tr
         if progress is not None and (k % 1000 == 0 or k == cfg.steps - 1):
             progress(f"[pusht train] {kind} step {k + 1}/{cfg.steps} loss {ema:.4f} ({time.perf_counter() - t0:.0f} s)")
     info = {"steps": cfg.steps, "batch": cfg.batch, "n_points": cfg.n_points, "lr": cfg.lr, "train_samples": int(S),
+            **({"output": cfg.particle_output, "raw_loss": cfg.raw_loss} if kind == "particle" else {}),
             "final_loss_ema": round(float(ema), 5), "loss_curve": curve, "wall_s": round(time.perf_counter() - t0, 2)}
     return params, info
 
