@@ -29,8 +29,8 @@ YAW_LOSS_RAD = 0.1
 
 @dataclass(frozen=True)
 class TrainConfig:
-    pushes: int = 4000
-    steps: int = 4000
+    pushes: int = 8000
+    steps: int = 12000
     batch: int = 32
     n_points: int = 96
     lr: float = 2e-3
