@@ -146,6 +146,13 @@ def test_shipped_models_load_and_are_documented():
             h = m.meta["heldout"]
             assert h["mean_point_error_mm"] > 0 and h["rotation_error_deg"] > 0
             assert m.meta["seed"] >= 1000 and "pusht train" in m.meta["command"]
+    # the rigid-head candidate (8000 pushes) loads from its folder and is documented the same way
+    from dream2flow.pusht.models import WEIGHTS_DIR
+
+    cand = WEIGHTS_DIR / "candidate_rigid8000"
+    p = load_model("particle", cand)
+    assert p.meta["training"]["output"] == "rigid" and p.params["head"][-1][0].shape[1] == 4
+    assert load_model("pose", cand).meta["heldout"]["pushes"] == p.meta["heldout"]["pushes"] > 0
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ YAW_LOSS_RAD = 0.1
 @dataclass(frozen=True)
 class TrainConfig:
     pushes: int = 8000
-    steps: int = 12000
+    steps: int = 4000
     batch: int = 32
     n_points: int = 96
     lr: float = 2e-3
