@@ -9,6 +9,10 @@ where the N observed block points (position, colour, normal) end up after each o
   normals and the push are expressed in the *push frame* (origin at the push start on the
   table, x along the push), so the model is translation- and rotation-equivariant on the
   table by construction; in that frame the push is (0, 0, 1, 0, d).
+  With the ``rigid`` output (a fourth head channel: per-point confidence) the per-point
+  displacements are projected onto the planar rigid motion that fits them best (weighted 2D
+  Kabsch): a rigid-consistent displacement field, still predicted point by point. Weights
+  with a 3-channel head (``free``) are used as they are.
 - ``pose``: block pose (x, y, yaw) + push -> pose change (dx, dy, dyaw), an MLP in the same
   push frame; the observed points are then moved rigidly about the pose. Its pose input comes
   from ``observe.fit_pose`` at run time (the true pose when training).
