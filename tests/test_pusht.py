@@ -146,13 +146,15 @@ def test_shipped_models_load_and_are_documented():
             h = m.meta["heldout"]
             assert h["mean_point_error_mm"] > 0 and h["rotation_error_deg"] > 0
             assert m.meta["seed"] >= 1000 and "pusht train" in m.meta["command"]
-    # the rigid-head candidate (8000 pushes) loads from its folder and is documented the same way
+    # the shipped particle model is the rigid head (8000 pushes); the previous free head (4000 pushes)
+    # still loads from its folder (old 3-output weights) and is documented the same way
     from dream2flow.pusht.models import WEIGHTS_DIR
 
-    cand = WEIGHTS_DIR / "candidate_rigid8000"
-    p = load_model("particle", cand)
+    p = load_model("particle")
     assert p.meta["training"]["output"] == "rigid" and p.params["head"][-1][0].shape[1] == 4
-    assert load_model("pose", cand).meta["heldout"]["pushes"] == p.meta["heldout"]["pushes"] > 0
+    assert load_model("pose").meta["heldout"]["pushes"] == p.meta["heldout"]["pushes"] > 0
+    old = load_model("particle", WEIGHTS_DIR / "free4000")
+    assert old.params["head"][-1][0].shape[1] == 3 and old.meta["heldout"]["mean_point_error_mm"] > 0
 
 
 @pytest.mark.slow
