@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dream2flow.perception.onnx_preprocess import normalize, resize
+from dream2flow.perception.onnx_preprocess import dense_per_frame
 from dream2flow.perception.protocols import VideoLike, video_frames
 
 if TYPE_CHECKING:
@@ -39,18 +39,8 @@ class OnnxDepthAnything:
 
     def disparity(self, video: VideoLike) -> np.ndarray:
         """The model's raw output resized to the video: [T,H,W] float32."""
-        import cv2
-
-        frames = video_frames(video)
-        T, H, W = frames.shape[:3]
-        out = np.empty((T, H, W), np.float32)
-        for s in range(0, T, self.max_batch):
-            chunk = frames[s:s + self.max_batch]
-            x = normalize(np.stack([resize(f, self.width, self.height) for f in chunk]), self.mean, self.std)
-            pred = self.session.run({"pixel_values": x})["predicted_depth"]
-            for i, d in enumerate(pred):
-                out[s + i] = cv2.resize(d.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
-        return out
+        return dense_per_frame(self.session, video_frames(video), "predicted_depth", self.width, self.height,
+                               self.mean, self.std, self.max_batch)
 
     def __call__(self, video: VideoLike) -> np.ndarray:
         d = self.disparity(video)

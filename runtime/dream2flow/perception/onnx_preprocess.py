@@ -3,7 +3,7 @@ letterboxing, ImageNet normalisation, box and heatmap maths."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -31,6 +31,24 @@ def resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
         return rgb
     interp = cv2.INTER_AREA if width < rgb.shape[1] and height < rgb.shape[0] else cv2.INTER_LINEAR
     return cv2.resize(rgb, (int(width), int(height)), interpolation=interp)
+
+
+def dense_per_frame(session: Any, frames: np.ndarray, output: str, width: int, height: int,
+                    mean: Sequence[float], std: Sequence[float], max_batch: int) -> np.ndarray:
+    """A dense per-frame model (depth, disparity) over a video: ``frames`` [T,H,W,3] uint8 RGB,
+    resized to the model's ``width`` x ``height``, normalised, run ``max_batch`` frames at a time
+    (input ``pixel_values``); its ``output`` [B,h,w] resized back (bilinear) -> [T,H,W] float32."""
+    import cv2
+
+    T, H, W = frames.shape[:3]
+    out = np.empty((T, H, W), np.float32)
+    for s in range(0, T, max_batch):
+        chunk = frames[s:s + max_batch]
+        x = normalize(np.stack([resize(f, width, height) for f in chunk]), mean, std)
+        pred = session.run({"pixel_values": x})[output]
+        for i, d in enumerate(pred):
+            out[s + i] = cv2.resize(d.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
+    return out
 
 
 def letterbox(rgb: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, float]:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from dream2flow.errors import InvalidInput, PerceptionFailed
-from dream2flow.perception.onnx_preprocess import check_image, nms, normalize, resize, sigmoid
+from dream2flow.perception.onnx_preprocess import check_image, dense_per_frame, nms, normalize, resize, sigmoid
 from dream2flow.perception.protocols import Box, Detections, VideoLike, validate_box, video_frames
 
 if TYPE_CHECKING:
@@ -58,17 +58,8 @@ class SimVideoDepth:
         self.max_batch = max(1, int(max_batch if max_batch is not None else pre.get("max_batch", 8)))
 
     def __call__(self, video: VideoLike) -> np.ndarray:
-        import cv2
-
-        frames = video_frames(video)
-        T, H, W = frames.shape[:3]
-        out = np.empty((T, H, W), np.float32)
-        for s in range(0, T, self.max_batch):
-            chunk = frames[s:s + self.max_batch]
-            x = normalize(np.stack([resize(f, self.width, self.height) for f in chunk]), self.mean, self.std)
-            pred = self.session.run({"pixel_values": x})["relative_depth"]
-            for i, d in enumerate(pred):
-                out[s + i] = cv2.resize(d.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
+        out = dense_per_frame(self.session, video_frames(video), "relative_depth", self.width, self.height,
+                              self.mean, self.std, self.max_batch)
         if not np.isfinite(out).all():
             raise PerceptionFailed(f"{self.name} produced non-finite depth")
         return out

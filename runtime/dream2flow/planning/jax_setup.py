@@ -56,8 +56,17 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+# The on-disk traced programs need a JAX whose export round trip we have verified: JAX 0.6.2 (the
+# last for Python 3.10) segfaults calling a deserialized solver program, so older JAX traces as usual.
+MIN_JAX_FOR_EXPORT = (0, 10)
+
+
 def _export_dir() -> Path | None:
     if os.environ.get("D2F_JAX_CACHE", "1") == "0":
+        return None
+    import jax
+
+    if tuple(jax.__version_info__[:2]) < MIN_JAX_FOR_EXPORT:
         return None
     d = cache_dir().parent / "export"
     try:

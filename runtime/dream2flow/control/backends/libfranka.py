@@ -65,6 +65,7 @@ import numpy as np
 
 from dream2flow.control.backends.libfranka_proc import (GripperProcess, RobotProcess, describe_state, error_names,
                                                          first_line)
+from dream2flow.control.backends.arm_config import parse_keys
 from dream2flow.errors import ExecutionFailed, InvalidInput, NotReady, SafetyViolation
 from dream2flow.types import RobotState
 
@@ -147,33 +148,10 @@ _GRIPPER_KEYS = {
 
 def libfranka_config_from_dict(d: dict[str, Any], where: str, base: LibfrankaConfig | None = None) -> LibfrankaConfig:
     """Top-level keys (``_KEYS``) and a ``[gripper]`` table; unknown keys are errors."""
-    values: dict[str, Any] = {}
-    for k, v in d.items():
-        if k == "gripper":
-            if not isinstance(v, dict):
-                raise InvalidInput(f"{where}: [gripper] must be a table")
-            for gk, gv in v.items():
-                if gk not in _GRIPPER_KEYS:
-                    raise InvalidInput(f"{where}: unknown key 'gripper.{gk}' (known: {', '.join(_GRIPPER_KEYS)})")
-                name, typ = _GRIPPER_KEYS[gk]
-                values[name] = _typed(gv, typ, f"{where}: 'gripper.{gk}'")
-            continue
-        if k not in _KEYS:
-            raise InvalidInput(f"{where}: unknown key '{k}' (known: {', '.join(_KEYS)}, [gripper])")
-        values[k] = _typed(v, _KEYS[k], f"{where}: '{k}'")
+    values = parse_keys(d, where, _KEYS, _GRIPPER_KEYS)
     if "joint_impedance" in values:
         values["joint_impedance"] = tuple(values["joint_impedance"])
     return replace(base or LibfrankaConfig(), source=where, **values)
-
-
-def _typed(v: Any, typ: type, what: str) -> Any:
-    if typ is float and isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    if typ is int and isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if typ in (bool, str, list) and isinstance(v, typ):
-        return v
-    raise InvalidInput(f"{what} must be a {typ.__name__}, got {v!r}")
 
 
 def load_libfranka_config(path: str | Path | None = None) -> LibfrankaConfig:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from dream2flow.control.backends.arm_config import parse_keys
 from dream2flow.errors import InvalidInput, NotReady
 from dream2flow.types import RobotState
 
@@ -100,34 +101,11 @@ _GRIPPER_KEYS = {
 
 def polymetis_config_from_dict(d: dict[str, Any], where: str, base: PolymetisConfig | None = None) -> PolymetisConfig:
     """Top-level keys (see ``_KEYS``) and a ``[gripper]`` table; unknown keys are errors."""
-    values: dict[str, Any] = {}
-    for k, v in d.items():
-        if k == "gripper":
-            if not isinstance(v, dict):
-                raise InvalidInput(f"{where}: [gripper] must be a table")
-            for gk, gv in v.items():
-                if gk not in _GRIPPER_KEYS:
-                    raise InvalidInput(f"{where}: unknown key 'gripper.{gk}' (known: {', '.join(_GRIPPER_KEYS)})")
-                name, typ = _GRIPPER_KEYS[gk]
-                values[name] = _typed(gv, typ, f"{where}: 'gripper.{gk}'")
-            continue
-        if k not in _KEYS:
-            raise InvalidInput(f"{where}: unknown key '{k}' (known: {', '.join(_KEYS)}, [gripper])")
-        values[k] = _typed(v, _KEYS[k], f"{where}: '{k}'")
+    values = parse_keys(d, where, _KEYS, _GRIPPER_KEYS)
     for k in ("Kq", "Kqd"):
         if k in values:
             values[k] = tuple(values[k])
     return replace(base or PolymetisConfig(), source=where, **values)
-
-
-def _typed(v: Any, typ: type, what: str) -> Any:
-    if typ is float and isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    if typ is int and isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if typ in (bool, str, list) and isinstance(v, typ):
-        return v
-    raise InvalidInput(f"{what} must be a {typ.__name__}, got {v!r}")
 
 
 def load_polymetis_config(path: str | Path | None = None) -> PolymetisConfig:
