@@ -160,15 +160,7 @@ class RobotProcess:
         if self.moving:
             self.request_stop()
             self.motion_result(1.0)
-        try:
-            self._conn.send(None)
-        except (OSError, ValueError):
-            pass
-        self._proc.join(3.0)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(1.0)
-        self._conn.close()
+        _end_child(self._conn, self._proc, join_s=3.0)
 
 
 def _robot_worker(robot_ip: str, realtime: str, rt_priority: int, conn: Any, shm: Any) -> None:
@@ -335,15 +327,7 @@ class GripperProcess:
         return payload
 
     def close(self) -> None:
-        try:
-            self._conn.send(None)
-        except (OSError, ValueError):
-            pass
-        self._proc.join(2.0)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(1.0)
-        self._conn.close()
+        _end_child(self._conn, self._proc, join_s=2.0)
 
 
 def _gripper_worker(robot_ip: str, conn: Any) -> None:
@@ -386,3 +370,17 @@ def _gripper_worker(robot_ip: str, conn: Any) -> None:
                               "is_grasped": bool(gs.is_grasped)}))
         except Exception as exc:
             conn.send(("error", f"{type(exc).__name__}: {first_line(exc)}"))
+
+
+def _end_child(conn: Any, proc: Any, *, join_s: float) -> None:
+    """Ask a child process to end (``None`` on its pipe), wait ``join_s``, then terminate it: a
+    child stuck in libfranka must not keep the parent from exiting."""
+    try:
+        conn.send(None)
+    except (OSError, ValueError):
+        pass
+    proc.join(join_s)
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(1.0)
+    conn.close()
