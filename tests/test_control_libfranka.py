@@ -142,6 +142,49 @@ def _robot_state(env: dict, host: str) -> dict:
     return _json_line(out.stdout)
 
 
+# franka-sim, unlike the FCI, *applies* a command that reaches it after its 1 ms window (it rewinds
+# its extrapolation of the missed cycles; see franka_sim.limits.checker.rewind_extrapolation). When
+# this machine deschedules our 1 kHz process for n cycles mid-motion (a loaded 2-core CI runner) and
+# the command just before or after that gap is late, the simulator differences the next command over
+# the whole gap: an acceleration step of |ddq|·(n-1)/2 per millisecond (a jerk of 5000 rad/s^3 from
+# n = 4 at 3 rad/s^2), a discontinuity reflex the FCI, which drops a late command and keeps
+# extrapolating, would not raise. Measured with D2F_LIBFRANKA_TRACE: the jerk the simulator reports
+# equals that formula to the printed digits. Such a run (a discontinuity reflex after a gap in our
+# stream) is repeated once after an explicit recovery; a second failure, or a reflex without a gap,
+# fails. The rejoin itself is tested against the FCI's rule in test_control_franka_stream.py.
+SIM_LATE_GAP_CYCLES = 2
+
+
+def _sim_late_answer_artefact(code: int, stdout: str, stderr: str) -> bool:
+    """True when a run failed with a discontinuity reflex right after our 1 kHz process missed
+    ``SIM_LATE_GAP_CYCLES`` or more cycles (the stream's own count in the run's JSON)."""
+    if code != 7 or "discontinuity" not in stderr:
+        return False
+    try:
+        stream = _json_line(stdout)["robot"]["stream"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return False
+    return int(stream.get("max_gap_cycles", 0)) >= SIM_LATE_GAP_CYCLES
+
+
+def _recover_after_artefact(env: dict, host: str, stderr: str) -> None:
+    print(f"\nfranka-sim late-answer artefact (see SIM_LATE_GAP_CYCLES), recovering and running again:\n"
+          f"{stderr.strip().splitlines()[-1][:300]}")
+    out = _cli(env, "robot", "recover", "--robot", host, "--yes", timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def _execute(env: dict, host: str, plan: Path, timeout: float = 180.0) -> subprocess.CompletedProcess:
+    """`dream2flow execute --plan P --backend libfranka --robot HOST --yes --json`, once more after
+    the simulator's late-answer artefact (never after anything else)."""
+    args = ("execute", "--plan", str(plan), "--backend", "libfranka", "--robot", host, "--yes", "--json")
+    out = _cli(env, *args, timeout=timeout)
+    if _sim_late_answer_artefact(out.returncode, out.stdout, out.stderr):
+        _recover_after_artefact(env, host, out.stderr)
+        out = _cli(env, *args, timeout=timeout)
+    return out
+
+
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory, env) -> Path:
     """A trajectory from the project's own planner: the simulated open_drawer scene's ground-truth
@@ -159,6 +202,32 @@ def planned(tmp_path_factory, env) -> Path:
     return d / "plan" / "plan.npz"
 
 
+@pytest.fixture
+def at_start(fr3_sim, env, tmp_path) -> str:
+    """The FR3 at franka-sim's start pose with no latched fault, whatever a test before left (a failed
+    test must not fail the next ones): the operator's explicit recovery, then a bounded minimum-jerk
+    move home planned from where the arm is. Returns the simulator's address."""
+    from dream2flow.types import Plan
+
+    host = fr3_sim["host"]
+    st = _robot_state(env, host)
+    if st["latched_fault"] or st["state"]["robot_mode"] == "Reflex":
+        out = _cli(env, "robot", "recover", "--robot", host, "--yes", timeout=60)
+        assert out.returncode == 0, out.stderr
+        st = _robot_state(env, host)
+    here = np.array(st["state"]["q"])
+    dist = float(np.abs(Q_SIM - here).max())
+    if dist > 1e-3:
+        T = max(1.0, dist / 0.25)                                     # <= ~0.5 rad/s at the peak
+        tau = np.linspace(0.0, 1.0, int(round(T / 0.05)) + 1)[:, None]
+        home = Plan(q=here + (Q_SIM - here) * tau ** 3 * (10 - 15 * tau + 6 * tau ** 2), dt_s=0.05,
+                    gripper=np.zeros(len(tau), np.float32), predicted_points=np.zeros((len(tau), 0, 3), np.float32),
+                    meta={})
+        out = _execute(env, host, home.save(tmp_path / "home.npz"))
+        assert out.returncode == 0, f"could not bring the arm home ({dist:.3f} rad away): {out.stderr[-1500:]}"
+    return host
+
+
 def _jump_plan(path: Path) -> Path:
     from dream2flow.types import Plan
 
@@ -172,7 +241,7 @@ def _jump_plan(path: Path) -> Path:
     return path
 
 
-def test_planned_trajectory_runs_end_to_end_on_the_fr3(fr3_sim, env, planned) -> None:
+def test_planned_trajectory_runs_end_to_end_on_the_fr3(fr3_sim, at_start, env, planned) -> None:
     """Acceptance 1: a smooth planned trajectory, final joint error < 2 mrad, zero reflexes; the
     gripper grasps the simulated object and the run reports it."""
     host = fr3_sim["host"]
@@ -181,7 +250,7 @@ def test_planned_trajectory_runs_end_to_end_on_the_fr3(fr3_sim, env, planned) ->
     out = _cli(env, "robot", "home-gripper", "--robot", host, "--yes", "--json")
     assert out.returncode == 0, out.stderr
     assert _json_line(out.stdout)["gripper"]["max_width"] > 0.07
-    out = _cli(env, "execute", "--plan", str(planned), "--backend", "libfranka", "--robot", host, "--yes", "--json")
+    out = _execute(env, host, planned)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     res = _json_line(out.stdout)
     assert res["ok"] and res["commands_sent"] > 0 and res["final_error_rad"] < 2e-3, res
@@ -206,11 +275,15 @@ def test_planned_trajectory_runs_end_to_end_on_the_fr3(fr3_sim, env, planned) ->
     back = Plan(q=here + (Q_SIM - here) * tau ** 3 * (10 - 15 * tau + 6 * tau ** 2), dt_s=0.1,
                 gripper=np.zeros(40, np.float32), predicted_points=np.zeros((40, 0, 3), np.float32), meta={})
     p = back.save(planned.parent / "back.npz")
-    out = _cli(env, "execute", "--plan", str(p), "--backend", "libfranka", "--robot", host, "--yes")
+    trace = planned.parent / "trace.npy"                                   # the 1 kHz diagnosis record
+    out = _execute(dict(env, D2F_LIBFRANKA_TRACE=str(trace)), host, p)
     assert out.returncode == 0, out.stderr[-2000:]
+    rows = np.load(trace)
+    assert rows.shape == (_json_line(out.stdout)["robot"]["stream"]["cycles"], 24)
+    np.testing.assert_allclose(rows[-1, 2:9], Q_SIM, atol=1e-9)            # the last command: the plan's end
 
 
-def test_a_velocity_jump_is_refused_before_any_command(fr3_sim, env, tmp_path) -> None:
+def test_a_velocity_jump_is_refused_before_any_command(fr3_sim, at_start, env, tmp_path) -> None:
     """Acceptance 2: our pre-flight refuses the stream (exit 6); the robot never moved and raised nothing."""
     host = fr3_sim["host"]
     before = _robot_state(env, host)
@@ -253,26 +326,49 @@ def _cos_plan(tmp_path: Path, name: str, amp: np.ndarray, T: float = 3.0) -> Pat
 def _run_and_stall(env: dict, host: str, plan: Path, pids: str, stall_s: float) -> tuple[int, str, str]:
     """`execute` the plan; at 1 s of plan time freeze (SIGSTOP) the CLI's own process ("loop") or its
     child processes ("children": the 1 kHz stream and the gripper) for ``stall_s``."""
+    def stall(proc: subprocess.Popen) -> None:
+        targets = [proc.pid] if pids == "loop" else _children(proc.pid)
+        assert targets
+        for pid in targets:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(stall_s)
+        for pid in targets:
+            os.kill(pid, signal.SIGCONT)
+
+    return _run_and_act(env, host, plan, stall)
+
+
+def _run_and_act(env: dict, host: str, plan: Path, act) -> tuple[int, str, str]:
+    """`execute` the plan and ``act(proc)`` at 1 s of plan time; once more after the simulator's
+    late-answer artefact ended the run before that point."""
+    code, stdout, stderr, acted = _run_and_act_once(env, host, plan, act)
+    if not acted and _sim_late_answer_artefact(code, stdout, stderr):
+        _recover_after_artefact(env, host, stderr)
+        code, stdout, stderr, acted = _run_and_act_once(env, host, plan, act)
+    assert acted, f"the run ended (exit {code}) before 1 s of plan time: {stderr}"
+    return code, stdout, stderr
+
+
+def _run_and_act_once(env: dict, host: str, plan: Path, act) -> tuple[int, str, str, bool]:
+    """One run of ``_run_and_act``: exit code, stdout, stderr, whether it reached 1 s and acted."""
     proc = subprocess.Popen([sys.executable, "-m", "dream2flow.cli", "execute", "--plan", str(plan), "--backend",
                              "libfranka", "--robot", host, "--yes", "--json"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
+    seen = []
     while True:                                 # mid-motion: the loop reports t = 1 s of plan time
         line = proc.stdout.readline()
-        assert line, proc.stderr.read()
-        if "execute: t=1.0 s" in line:
+        if not line:                            # it ended before (the caller says whether that may repeat)
+            stdout, stderr = proc.communicate(timeout=60)
+            return proc.returncode, "".join(seen) + stdout, stderr, False
+        seen.append(line)
+        if line.startswith("execute: t=") and float(line.split("=")[1].split()[0]) >= 1.0:
             break
-    targets = [proc.pid] if pids == "loop" else _children(proc.pid)
-    assert targets
-    for pid in targets:
-        os.kill(pid, signal.SIGSTOP)
-    time.sleep(stall_s)
-    for pid in targets:
-        os.kill(pid, signal.SIGCONT)
+    act(proc)
     stdout, stderr = proc.communicate(timeout=60)
-    return proc.returncode, stdout, stderr
+    return proc.returncode, stdout, stderr, True
 
 
-def test_a_stalled_control_loop_stops_the_arm_smoothly(fr3_sim, env, tmp_path) -> None:
+def test_a_stalled_control_loop_stops_the_arm_smoothly(fr3_sim, at_start, env, tmp_path) -> None:
     """The control loop freezes mid-motion (its process is stopped for 0.3 s) while the 1 kHz stream
     runs on in its own process: the stream stops releasing-starved, smoothly, without a reflex; the
     run ends with exit 7 saying so; nothing is latched (no robot fault)."""
@@ -286,7 +382,7 @@ def test_a_stalled_control_loop_stops_the_arm_smoothly(fr3_sim, env, tmp_path) -
     assert st["latched_fault"] is None and st["state"]["current_errors"] == [] and st["state"]["last_motion_errors"] == []
 
 
-def test_a_reflex_mid_motion_stops_the_run_and_needs_explicit_recovery(fr3_sim, env, tmp_path) -> None:
+def test_a_reflex_mid_motion_stops_the_run_and_needs_explicit_recovery(fr3_sim, at_start, env, tmp_path) -> None:
     """Acceptance 3: the 1 kHz stream's process stalls mid-motion (SIGSTOP, 100 ms: more than
     libfranka's 20 lost cycles); libfranka stops the arm with communication_constraints_violation;
     the run ends with exit 7 naming it and the robot's state; the arm stays still; the next run
@@ -320,36 +416,26 @@ def test_a_reflex_mid_motion_stops_the_run_and_needs_explicit_recovery(fr3_sim, 
     rec = _json_line(out.stdout)
     assert rec["recovered"] and rec["state"]["current_errors"] == [] and rec["cleared_fault"]
     # recovered: runs move the arm again (the plan starts where franka-sim started; the loop adds the move there)
-    out = _cli(env, "execute", "--plan", str(p), "--backend", "libfranka", "--robot", host, "--yes", "--json")
+    out = _execute(env, host, p)
     assert out.returncode == 0, out.stderr[-2000:]
     res = _json_line(out.stdout)
     assert res["ok"] and res["final_error_rad"] < 2e-3 and res["robot"]["state"]["last_motion_errors"] == []
 
 
-def test_an_estop_mid_motion_brakes_smoothly_without_a_reflex(fr3_sim, env, tmp_path) -> None:
+def test_an_estop_mid_motion_brakes_smoothly_without_a_reflex(fr3_sim, at_start, env, tmp_path) -> None:
     """Ctrl-C (the CLI's e-stop) near top speed: the backend brakes every joint within libfranka's
     limits and ends the motion at rest — the simulator, which enforces the limits, raises nothing."""
     from dream2flow.types import Plan
 
     host = fr3_sim["host"]
-    if _robot_state(env, host)["latched_fault"]:          # a failed test above left its reflex latched
-        assert _cli(env, "robot", "recover", "--robot", host, "--yes").returncode == 0
     t = np.arange(0.0, 2.0 + 1e-9, 0.1)
     s = (1 - np.cos(2 * np.pi * t / 2.0)) / 2
     plan = Plan(q=Q_SIM + s[:, None] * np.array([0.5, 0.4, -0.4, 0.5, 0.6, -0.4, 0.8]), dt_s=0.1,
                 gripper=np.zeros(len(t), np.float32), predicted_points=np.zeros((len(t), 0, 3), np.float32), meta={})
     p = plan.save(tmp_path / "fast.npz")
-    proc = subprocess.Popen([sys.executable, "-m", "dream2flow.cli", "execute", "--plan", str(p), "--backend",
-                             "libfranka", "--robot", host, "--yes", "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    while True:
-        line = proc.stdout.readline()
-        assert line, proc.stderr.read()
-        if "execute: t=1.0 s" in line:           # mid-motion, at the cosine's top speed (~1.3 rad/s on joint 7)
-            break
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 7 and "e-stop" in stderr, stderr
+    # Ctrl-C at 1 s: mid-motion, at the cosine's top speed (~1.3 rad/s on joint 7)
+    code, stdout, stderr = _run_and_act(env, host, p, lambda proc: proc.send_signal(signal.SIGINT))
+    assert code == 7 and "e-stop" in stderr, stderr
     res = _json_line(stdout)
     robot = res["robot"]
     assert res["failure"] == "estop" and robot["fault"] is None
@@ -373,7 +459,14 @@ def test_real_time_scheduling_stays_in_the_1khz_process(fr3_sim, env, monkeypatc
     monkeypatch.setenv("D2F_STATE_DIR", env["D2F_STATE_DIR"])
     fr3 = load_robot_limits(model="fr3")
     before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
-    b = LibfrankaBackend(robot_ip=fr3_sim["host"], limits=fr3)
+    from dataclasses import replace
+
+    from dream2flow.control.backends.libfranka import load_libfranka_config
+
+    # this loop shares the pytest process (and a loaded CI machine): give it 0.5 s of lead before the
+    # 1 kHz process stops for lack of targets (the default 0.1 s is tested by the stalled-loop test)
+    cfg = replace(load_libfranka_config(None), max_lead_s=0.5)
+    b = LibfrankaBackend(cfg, robot_ip=fr3_sim["host"], limits=fr3)
     try:
         if b.latched_fault():
             b.recover()
@@ -398,7 +491,7 @@ def test_real_time_scheduling_stays_in_the_1khz_process(fr3_sim, env, monkeypatc
         b.close()
 
 
-def test_the_service_holds_after_a_reflex_until_an_operators_reset(fr3_sim, env, tmp_path, monkeypatch) -> None:
+def test_the_service_holds_after_a_reflex_until_an_operators_reset(fr3_sim, at_start, env, tmp_path, monkeypatch) -> None:
     """The operator service on the libfranka backend (the cell consented in its control.toml): a
     reflex mid-task (the 1 kHz process stalls) fails the task with libfranka's reason and holds
     the service like an e-stop — new motion tasks are refused — until an operator's Reset, which
@@ -415,8 +508,6 @@ def test_the_service_holds_after_a_reflex_until_an_operators_reset(fr3_sim, env,
     from test_service_api import OP, Harness, _wait_executing
 
     host = fr3_sim["host"]
-    if _robot_state(env, host)["latched_fault"]:          # a failed test above left its reflex latched
-        assert _cli(env, "robot", "recover", "--robot", host, "--yes").returncode == 0
     hw = tmp_path / "hw"
     shutil.copytree(shipped_hw_dir(), hw)
     control = hw / "robot" / "control.toml"

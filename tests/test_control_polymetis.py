@@ -450,6 +450,30 @@ def test_hung_backend_call_is_stopped_by_the_supervisor(monkeypatch: pytest.Monk
     assert "update_desired_joint_positions" not in _after(names, "terminate_current_policy")
 
 
+def test_a_finish_that_waits_by_design_gets_the_time_its_backend_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """finish() may wait for the robot (libfranka: the rest of the 1 kHz path and the gripper); the
+    hang watchdog allows what the backend's ``finish_bound_s()`` says, and no more."""
+    install_polymetis_double(monkeypatch, World())
+    cfg = fast_cfg(hang_timeout_s=0.2, stale_timeout_s=0.5)
+
+    def backend(bound_s: float | None) -> PolymetisBackend:
+        b = PolymetisBackend(PolymetisConfig())
+        inner = b.finish
+        b.finish = lambda: (time.sleep(0.5), inner())          # a 0.5 s wait, over the 0.2 s hang timeout
+        if bound_s is not None:
+            b.finish_bound_s = lambda: bound_s
+        return b
+
+    r = execute_plan(small_plan(seconds=0.4), backend(1.0), rate_hz=50, config=cfg)
+    assert r.ok, r.reason
+    for bound_s in (None, 0.1):
+        r = execute_plan(small_plan(seconds=0.4), backend(bound_s), rate_hz=50, config=cfg)
+        assert not r.ok and "finish() did not return within 0.2 s" in r.reason
+        for th in threading.enumerate():          # the abandoned worker ends when its wait does
+            if th.name == "d2f-control-loop":
+                th.join(5.0)
+
+
 def test_estop_while_a_call_is_blocked_stops_without_waiting_for_the_hang_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     stop = threading.Event()
     w = install_polymetis_double(monkeypatch, World(hang_on={"update_desired_joint_positions": 5}, on_hang=stop.set))

@@ -182,10 +182,11 @@ def run(args: argparse.Namespace) -> int:
     progress(f"execute: plan {args.plan}: {plan.horizon} waypoints, {plan.duration_s:.2f} s; backend {args.backend}"
              f"{where} ({model}) at {rate:g} Hz{' (dry run)' if args.dry_run else ''}")
     stop_event = threading.Event()
-    every = max(1, int(round(rate)))
+    shown = [0]                                   # whole seconds of plan time reported so far
 
     def on_tick(tick: int, t_s: float, _backend) -> None:
-        if tick and tick % every == 0:
+        if tick and int(t_s + 1e-9) > shown[0]:     # the first tick at or past each second (a late loop skips ticks)
+            shown[0] = int(t_s + 1e-9)
             progress(f"execute: t={t_s:.1f} s")
 
     def on_sigint(signum, frame) -> None:  # e-stop: the loop holds position within one period

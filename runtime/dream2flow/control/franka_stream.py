@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 DT_S = 1e-3                    # the FCI's control period
 START_BLEND_S = 0.1            # the measured-vs-first-target offset is blended out over this
 REST_TOL = 1e-9                # |dq| (rad/s) and |ddq| counted as "at rest" at the end of a path
+# the robot's reference (q_d, dq_d, ddq_d) comes back as float32: what "the same" means per field
+Q_D_TOL_RAD = 3e-7             # half an ulp at |q| < 4 rad is 2.4e-7 rad
+DQ_D_TOL = 1e-6                # rad/s (|dq| < 3 rad/s: float32 error < 2e-7)
+DDQ_D_TOL = 2e-5               # rad/s^2 (the acceleration differenced from float64 commands, then rounded)
+DROPPED_MAX = 3                # how many of our latest commands the robot may have dropped (searched)
 
 # libfranka's reflex names for each check (franka::Errors members), so a refusal names what the
 # robot would have raised.
@@ -255,9 +260,13 @@ class StreamPlayer:
       faded out (``fade``, zero velocity and acceleration at both ends) and checked;
     - normal: the path sample at the elapsed time (plus a fading offset, if any);
     - a gap (``n`` > 1: this process missed cycles, the robot extrapolated them at constant
-      acceleration): continue that extrapolation for this cycle — so the robot sees no jump — and
-      fade the difference to the path out over ``rejoin_s``; the rejoin is checked like the path,
-      and if it would break a limit the arm is stopped instead;
+      acceleration) or a command the robot never took (it arrived after its 1 ms window: the FCI
+      drops it and extrapolates that cycle too): continue the robot's extrapolation for this
+      cycle — so the robot sees no jump — and fade the difference to the path out over
+      ``rejoin_s``; the rejoin is checked like the path, and if it would break a limit the arm is
+      stopped instead. Which commands the robot took is read from the state's ``q_d`` (the
+      reference it applied last, float32 on the wire) when it is given: a micro-radian mismatch
+      in the assumed history is a jerk of thousands of rad/s^3 at 1 kHz;
     - the loop stopped releasing targets (``max_lead_s`` past the last released one), or
       ``stop``: ``SmoothStop`` from the current state; ``finished`` when at rest;
     - the end of the path (at rest): ``finished``.
@@ -285,6 +294,12 @@ class StreamPlayer:
         self.max_gap = 1
         self.started = False
         self.primed = False
+        self.dropped = 0                           # commands the robot did not take (q_d said so)
+        self.unexplained = 0                       # cycles whose q_d no candidate history explained
+        self._pending: tuple | None = None         # a rejoin whose fade settle() has yet to prepare
+        self.cycle = 0                             # FCI cycles since the first command
+        # (cycle, q, dq, ddq) after each of our latest commands, oldest first
+        self._past: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = [(0, self.q.copy(), self.dq, self.ddq)]
 
     @property
     def t_s(self) -> float:
@@ -325,8 +340,10 @@ class StreamPlayer:
             self.reason = reason
             self.stopper = SmoothStop(self.q, self.dq, self.ddq, self.acc, self.jerk)
 
-    def _set_offset(self, m: int, target: np.ndarray, ev: np.ndarray, ea: np.ndarray) -> str | None:
-        """Fade from command ``target`` at path sample ``m`` back to the path; None if checked ok."""
+    def _set_offset(self, m: int, target: np.ndarray, ev: np.ndarray, ea: np.ndarray,
+                    history: np.ndarray | None = None) -> str | None:
+        """Fade from command ``target`` at path sample ``m`` back to the path (``history`` [3,7]:
+        the commands before ``target``; default the last three); None if checked ok."""
         e = fade(target - self.path[m], ev, ea, self.rejoin_s)
         k = e.shape[0]
         short = m + k + 3 - self.path.shape[0]
@@ -335,7 +352,8 @@ class StreamPlayer:
             self.m_end = self.path.shape[0] - 1
         seg = self.path[m: m + k] + e
         tail = self.path[m + k: m + k + 3]
-        bad = check_1khz(np.concatenate([seg, tail]), self.limits, history=self._history(), require_rest=False)
+        bad = check_1khz(np.concatenate([seg, tail]), self.limits,
+                         history=self._history() if history is None else history, require_rest=False)
         if bad is not None:
             return bad.describe(t0_s=m * DT_S)
         self.offset, self.offset_m0 = e, m
@@ -356,21 +374,64 @@ class StreamPlayer:
         self.ddq = (dq - self.dq) / DT_S
         self.dq = dq
         self.q = cmd
+        self._past.append((self.cycle, cmd, dq, self.ddq))
+        if len(self._past) > DROPPED_MAX + 1:
+            del self._past[0]
 
-    def next(self, n: int, released_t: float, all_released: bool, stop: bool) -> tuple[np.ndarray, bool]:
-        """(command [7] rad, finished) for a cycle ``n`` >= 1 cycles after the previous one."""
+    def _robot_reference(self, n: int, ref: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> bool:
+        """Set (q, dq, ddq) to the reference the robot applied in the cycle before this one,
+        ``n`` cycles after our last command; True if that is not simply our last command.
+
+        The robot extrapolates every cycle it got no command for (constant acceleration: v += a·dt,
+        q += v·dt, from the last two commands it took). Without ``ref`` we assume it took our last
+        command. With the state's (q_d, dq_d, ddq_d) we find which of our latest commands it took
+        last (0..``DROPPED_MAX`` dropped): the candidate whose extrapolation to this cycle matches
+        all three to float32 precision (a dropped command moves the position by nanoradians but the
+        acceleration by far more), kept in double precision so the history stays exact. A reference
+        that no candidate explains (not the FCI's behaviour; franka-sim's handling of a late answer
+        can publish one) is counted and the history stays ours."""
+        if ref is not None:
+            q_d, dq_d, ddq_d = (np.asarray(x, dtype=np.float64) for x in ref)
+            if n == 1 and _reference_mismatch(self.q, self.dq, self.ddq, q_d, dq_d, ddq_d) <= 1.0:
+                return False                                      # the usual cycle: it took our command
+            best, best_score = None, 1.0
+            for dropped, (cycle, q, dq, ddq) in enumerate(reversed(self._past)):
+                for _ in range(self.cycle - cycle - 1):
+                    dq = dq + ddq * DT_S
+                    q = q + dq * DT_S
+                score = _reference_mismatch(q, dq, ddq, q_d, dq_d, ddq_d)
+                if score <= best_score:
+                    best, best_score = (dropped, q, dq, ddq), score
+            if best is not None:
+                dropped, self.q, self.dq, self.ddq = best
+                self.dropped += dropped
+                return dropped > 0 or n > 1
+            self.unexplained += 1
+        for _ in range(n - 1):
+            self.dq = self.dq + self.ddq * DT_S
+            self.q = self.q + self.dq * DT_S
+        return n > 1
+
+    def next(self, n: int, released_t: float, all_released: bool, stop: bool,
+             ref: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, bool]:
+        """(command [7] rad, finished) for a cycle ``n`` >= 1 cycles after the previous one;
+        ``ref``: the robot state's (q_d, dq_d, ddq_d), the reference it applied last (rad, rad/s,
+        rad/s^2)."""
         if not self.started:
             self.started = True
             if not self.primed:
                 self.prime()
+            self.cycle = 0
+            self._past = [(0, self.q.copy(), self.dq, self.ddq)]
             return self.q.copy(), False
+        self.settle()                          # the caller may not have (tests, simple loops)
         n = max(1, int(n))
         if n > 1:
             self.gaps += 1
             self.max_gap = max(self.max_gap, n)
-            for _ in range(n - 1):            # what the robot did meanwhile: constant acceleration
-                self.dq = self.dq + self.ddq * DT_S
-                self.q = self.q + self.dq * DT_S
+        # what the robot did meanwhile (extrapolated the cycles it had no command for)
+        self.cycle += n
+        rejoin = self._robot_reference(n, ref)
         if self.stopper is None:
             if stop:
                 self._begin_stop(self.reason or "stop requested")
@@ -378,28 +439,49 @@ class StreamPlayer:
                 self._begin_stop(f"the control loop stopped releasing targets ({self.max_lead_s:g} s behind the "
                                  "1 kHz stream): stopped smoothly")
         if self.stopper is not None:
-            if n > 1:                          # restart the brake from the extrapolated state
+            if rejoin:                         # restart the brake from the robot's reference
                 self.stopper = SmoothStop(self.q, self.dq, self.ddq, self.acc, self.jerk)
             cmd = self.stopper.step()
             self._commit(cmd)
             return cmd, self.stopper.done
         m = min(self.m + n, self.m_end)
-        if n > 1:
+        if rejoin:
+            # this cycle continues the robot's own extrapolation (no jump, and cheap: an answer that
+            # is late right after a gap is a dropped one); the fade back onto the path and its check
+            # are prepared by ``settle()`` once the command is out
             dq = self.dq + self.ddq * DT_S
             target = self.q + dq * DT_S
             vpath = (self.path[m] - self.path[m - 1]) / DT_S if m >= 1 else np.zeros(7)
             apath = ((self.path[m] - 2 * self.path[m - 1] + self.path[m - 2]) / DT_S ** 2 if m >= 2 else np.zeros(7))
-            bad = self._set_offset(m, target, dq - vpath, self.ddq - apath)
-            if bad is not None:
-                self._begin_stop(f"a {n}-cycle gap in the 1 kHz stream could not be rejoined within limits ({bad})")
-                self.stopper = SmoothStop(self.q, self.dq, self.ddq, self.acc, self.jerk)
-                cmd = self.stopper.step()
-                self._commit(cmd)
-                return cmd, self.stopper.done
+            self._pending = (m, n, target, dq - vpath, self.ddq - apath, self._history())
+            self.offset = None
+            self.m = m
+            self._commit(target)
+            return target, False
         self.m = m
         cmd = self._path_cmd(m)
         self._commit(cmd)
         return cmd, m == self.m_end and self.offset is None
+
+    def settle(self) -> None:
+        """Prepare and check the fade back onto the path after a rejoin (the work ``next`` leaves
+        for after the command was sent); a fade that would break a limit starts a smooth stop."""
+        if self._pending is None:
+            return
+        m, n, target, ev, ea, history = self._pending
+        self._pending = None
+        bad = self._set_offset(m, target, ev, ea, history)
+        if bad is not None:
+            self._begin_stop(f"a {n}-cycle gap in the 1 kHz stream ({self.dropped} command(s) dropped so far) "
+                             f"could not be rejoined within limits ({bad})")
+
+
+def _reference_mismatch(q: np.ndarray, dq: np.ndarray, ddq: np.ndarray, q_d: np.ndarray, dq_d: np.ndarray,
+                        ddq_d: np.ndarray) -> float:
+    """How far a candidate history is from the robot's reference, in units of float32 precision
+    (<= 1: the same reference)."""
+    return max(float(np.max(np.abs(q - q_d))) / Q_D_TOL_RAD, float(np.max(np.abs(dq - dq_d))) / DQ_D_TOL,
+               float(np.max(np.abs(ddq - ddq_d))) / DDQ_D_TOL)
 
 
 def stop_limits(limits: RobotLimits, fraction: float = 0.9) -> tuple[np.ndarray, np.ndarray]:

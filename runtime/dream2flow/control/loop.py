@@ -315,10 +315,10 @@ class _Runner:
         self.final_error = float("nan")
 
     # -- helpers ---------------------------------------------------------------------------
-    def _call(self, name: str, *args: Any) -> Any:
+    def _call(self, name: str, *args: Any, allow_s: float = 0.0) -> Any:
         if self.guard.aborted:
             raise _Aborted()
-        out = self.guard.call(name, getattr(self.backend, name), *args)
+        out = self.guard.call(name, getattr(self.backend, name), *args, allow_s=allow_s)
         if self.guard.aborted:
             raise _Aborted()
         return out
@@ -537,8 +537,11 @@ class _Runner:
         finish = getattr(self.backend, "finish", None)
         if callable(finish):
             try:
+                # finish() waits for the robot by design (a streamed path's end, the gripper); the
+                # backend bounds that wait and says how long it may take beyond the hang timeout
+                bound = getattr(self.backend, "finish_bound_s", None)
                 with self.guard.lock:
-                    self._call("finish")
+                    self._call("finish", allow_s=float(bound()) if callable(bound) else 0.0)
             except _Aborted:
                 raise
             except Exception as exc:

@@ -51,9 +51,13 @@ class CallGuard:
         self.abort_kind: str | None = None
         self._call: str | None = None
         self._since = 0.0
+        self._allow = 0.0
 
-    def call(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def call(self, name: str, fn: Callable[..., Any], *args: Any, allow_s: float = 0.0) -> Any:
+        """``fn(*args)`` as backend call ``name``; ``allow_s``: seconds this call may take beyond
+        the hang timeout (a call that waits for the robot by design, bounded by the backend)."""
         self._since = time.monotonic()
+        self._allow = max(0.0, float(allow_s))
         self._call = name
         try:
             return fn(*args)
@@ -61,8 +65,9 @@ class CallGuard:
             self._call = None
 
     def in_call(self) -> tuple[str | None, float]:
+        """(call in flight, seconds it has run beyond what it is allowed); (None, 0) when idle."""
         name = self._call
-        return name, (time.monotonic() - self._since) if name else 0.0
+        return name, (time.monotonic() - self._since - self._allow) if name else 0.0
 
     @property
     def aborted(self) -> bool:

@@ -403,14 +403,23 @@ class LibfrankaBackend:
             robot.request_stop()
             self._poll_motion(0.8)
 
+    def _remaining_path_s(self) -> float:
+        robot, p = self._robot, self._prepared
+        if robot is None or not robot.moving or p is None:
+            return 0.0
+        _, _, _, t_path, _, _ = robot.snapshot()
+        return max(0.0, float(p.path.shape[0]) * 1e-3 - t_path)
+
+    def finish_bound_s(self) -> float:
+        """How long ``finish()`` may wait (s): the rest of the 1 kHz path, 2 s for it to end, and the
+        gripper's timeout — the control loop's hang watchdog allows this much for it."""
+        return self._remaining_path_s() + 2.0 + float(self.config.gripper_timeout_s)
+
     def finish(self) -> None:
         """After the loop's last target: wait for the path's end (``motion_finished``) and the gripper."""
         robot = self._robot
-        p = self._prepared
         if robot is not None and robot.moving:
-            _, _, _, t_path, _, _ = robot.snapshot()
-            remaining = max(0.0, float(p.path.shape[0]) * 1e-3 - t_path) if p is not None else 0.0
-            self._poll_motion(remaining + 2.0)
+            self._poll_motion(self._remaining_path_s() + 2.0)
             if robot.moving:
                 self.stop()
                 raise ExecutionFailed("libfranka backend: the 1 kHz stream did not finish in time; stopped")

@@ -225,6 +225,8 @@ def _run_motion(pf: Any, robot: Any, shm: Any, path: np.ndarray, q_start: np.nda
     clock = time.perf_counter
     error: str | None = None
     err_state: dict[str, Any] | None = None
+    trace_path = os.environ.get("D2F_LIBFRANKA_TRACE", "")
+    trace = np.zeros((int(path.shape[0]) * 2 + 20000, 24)) if trace_path else None
     gc.collect()
     gc.disable()            # a collection mid-motion would cost whole cycles
     try:
@@ -240,12 +242,22 @@ def _run_motion(pf: Any, robot: Any, shm: Any, path: np.ndarray, q_start: np.nda
                 player.start_at(st.q_d)           # exactly where the robot is (re-primed if it moved)
             n = max(1, int(round(dur.to_sec() / DT_S))) if cycles else 1
             cycles += 1
-            cmd, finished = player.next(n, shm[RELEASED_T], shm[ALL_RELEASED] > 0.5, shm[STOP] > 0.5)
+            # q_d: the reference the robot applied last, so a command it dropped (late) is known
+            cmd, finished = player.next(n, shm[RELEASED_T], shm[ALL_RELEASED] > 0.5, shm[STOP] > 0.5,
+                                        (st.q_d, st.dq_d, st.ddq_d))
             jp = pf.JointPositions(cmd.tolist())
             if finished:
                 jp.motion_finished = True
             work = clock() - t_read
             ctrl.writeOnce(jp)
+            player.settle()                       # a rejoin's fade is prepared after the command is out
+            if trace is not None and cycles <= trace.shape[0]:
+                row = trace[cycles - 1]
+                row[0], row[1] = st.time.to_sec(), n
+                row[2:9] = cmd
+                row[9:16] = st.q_d
+                row[16:23] = player.ddq
+                row[23] = work
             if work > work_max:
                 work_max = work
             if work > 0.0005:
@@ -276,12 +288,15 @@ def _run_motion(pf: Any, robot: Any, shm: Any, path: np.ndarray, q_start: np.nda
     finally:
         gc.enable()
         shm[ACTIVE] = 0.0
+        if trace is not None:
+            np.save(trace_path, trace[:cycles])
     try:
         prio = f"SCHED_FIFO {os.sched_getparam(0).sched_priority}" if os.sched_getscheduler(0) == os.SCHED_FIFO \
             else "normal"
     except (OSError, AttributeError):
         prio = "unknown"
     stats = {"cycles": cycles, "late_cycles": player.gaps if player else 0,
+             "dropped_commands": player.dropped if player else 0, "unexplained_q_d": player.unexplained if player else 0,
              "max_gap_cycles": player.max_gap if player else 0, "path_samples": int(path.shape[0]),
              "path_time_s": round(player.t_s, 3) if player else 0.0, "stopped": bool(player and player.stopping),
              "stop_reason": player.reason if player else "", "rt_priority": prio,
