@@ -82,3 +82,65 @@ def test_object_shift_on_the_static_scale(scene) -> None:
     assert res.alignment.region == "mask_shift" and abs(res.alignment.scale / TRUE_SCALE - 1) < 0.01
     with pytest.raises(AlignmentFailed):
         fit_shift_on_mask(rel[0], rgbd.depth_m, np.zeros_like(res.mask), TRUE_SCALE)
+
+
+# ---- the fast paths compute what the plain ones do (issue 21) -------------------------------------
+
+def test_lazy_frame_map_equals_the_applied_array(scene) -> None:
+    rel, _, _ = _drift(scene.rel_depth(noise=0.005, seed=0))
+    res = extract_flow(scene.video(), scene.rgbd0(), scene.box(), rel, num_points=64, seed=0)
+    fa = fit_static_per_frame(rel, scene.rgbd0().depth_m, res.mask, res.tracks_px, res.visible_2d, seed=0)
+    full, view = fa.apply(rel), fa.view(rel)
+    assert view.shape == full.shape and len(view) == len(full)
+    for t in (0, 5, len(rel) - 1):
+        assert np.array_equal(view[t], full[t])
+        assert np.array_equal(view[t, 10:50, 20:90], full[t, 10:50, 20:90])
+    assert np.array_equal(np.asarray(view), full)
+
+
+def test_moving_region_equals_the_full_frame_dilation(scene) -> None:
+    import cv2
+
+    from dream2flow.flow.align import moving_region
+
+    res = extract_flow(scene.video(), scene.rgbd0(), scene.box(), scene.rel_depth(noise=0.005, seed=0),
+                       num_points=64, seed=0)
+    H, W = res.mask.shape
+    for t, margin, shift in ((0, 12, 0), (7, 5, 0), (15, 30, 0), (3, 12, -200), (3, 12, 200)):
+        tracks = res.tracks_px + np.float32(shift)  # also near and past the image edges
+        got = moving_region(res.mask, tracks, res.visible_2d, t, margin)
+        reg = res.mask.astype(np.uint8).copy()
+        pts = tracks[t][res.visible_2d[t]]
+        pts = pts[np.isfinite(pts).all(1)]
+        cv2.fillConvexPoly(reg, cv2.convexHull(np.round(pts).astype(np.int32).reshape(-1, 1, 2)), 1)
+        k = 2 * margin + 1
+        want = cv2.dilate(reg, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+        assert got.shape == (H, W) and np.array_equal(got, want), (t, margin, shift)
+
+
+def test_vectorised_ransac_picks_the_sequential_scans_fit() -> None:
+    from dream2flow.flow.align import _ransac_pairs
+
+    rng = np.random.default_rng(5)
+    z = rng.uniform(0.6, 1.4, 3000)
+    x = 0.4 * z + 0.1 + rng.normal(0, 0.002, z.size)
+    x[:600] = rng.uniform(0.0, 1.0, 600)  # gross outliers
+    x[600:605] = -x[600:605]  # some pairs give a negative slope
+    for seed in range(5):
+        got = _ransac_pairs(x, z, np.random.default_rng(seed), 100, 0.1, 0.05)
+        # the loop it replaced: the first candidate with the most inliers, same draws
+        r = np.random.default_rng(seed)
+        i, j = r.integers(z.size, size=100), r.integers(z.size, size=100)
+        best = (-1, 0.0, 0.0)
+        for ii, jj in zip(i, j):
+            dz = z[ii] - z[jj]
+            if not abs(dz) > 0.1:
+                continue
+            a = (x[ii] - x[jj]) / dz
+            if not a > 0:
+                continue
+            c = x[ii] - a * z[ii]
+            cnt = int(np.count_nonzero(np.abs(x - a * z - c) < 0.05 * a))
+            if cnt > best[0]:
+                best = (cnt, float(a), float(c))
+        assert got == best and best[0] > 2000

@@ -96,6 +96,31 @@ def _failed(msg: str, reason: str) -> AlignmentFailed:
     return exc
 
 
+def _ransac_pairs(x_rel: np.ndarray, z: np.ndarray, rng: np.random.Generator, iters: int, min_dz: float,
+                  inlier_m: float) -> tuple[int, float, float]:
+    """(inliers, a, c) of the best line ``x_rel = a·z + c`` (a > 0) through ``iters`` random pixel pairs
+    whose depths differ by more than ``min_dz``; the first of equally good ones. All candidates are
+    scored at once in blocks (same arithmetic as one at a time: 128 Python-level passes cost more
+    than the counting)."""
+    m = len(z)
+    i = rng.integers(m, size=iters)
+    j = rng.integers(m, size=iters)
+    dz = z[i] - z[j]
+    good = np.abs(dz) > min_dz
+    ig, jg = i[good], j[good]
+    a_all = (x_rel[ig] - x_rel[jg]) / dz[good]
+    pos = a_all > 0
+    a_all, c_all = a_all[pos], x_rel[ig[pos]] - a_all[pos] * z[ig[pos]]
+    if not len(a_all):
+        return -1, 0.0, 0.0
+    counts = np.concatenate([
+        np.count_nonzero(np.abs(x_rel[None, :] - a_all[k:k + 32, None] * z[None, :] - c_all[k:k + 32, None])
+                         < inlier_m * a_all[k:k + 32, None], axis=1)
+        for k in range(0, len(a_all), 32)])
+    kb = int(np.argmax(counts))
+    return int(counts[kb]), float(a_all[kb]), float(c_all[kb])
+
+
 def _fit(x_rel: np.ndarray, z: np.ndarray, cfg: AlignConfig, seed: int, region: str) -> Alignment:
     n_valid = len(z)
     where = "object mask" if region == "mask" else "image"
@@ -115,20 +140,7 @@ def _fit(x_rel: np.ndarray, z: np.ndarray, cfg: AlignConfig, seed: int, region: 
         raise _failed(f"depth alignment: the video depth is constant over the {where}", "flat")
 
     # RANSAC on pairs: Ẑ = a·Z + c, residual in metres = (Ẑ − a·Z − c)/a
-    best = (-1, 0.0, 0.0)
-    m = len(z)
-    i = rng.integers(m, size=cfg.ransac_iters)
-    j = rng.integers(m, size=cfg.ransac_iters)
-    dz = z[i] - z[j]
-    good = np.abs(dz) > 0.25 * (hi - lo)
-    for ii, jj, dzz in zip(i[good], j[good], dz[good]):
-        a = (x_rel[ii] - x_rel[jj]) / dzz
-        if not a > 0:
-            continue
-        c = x_rel[ii] - a * z[ii]
-        cnt = int(np.count_nonzero(np.abs(x_rel - a * z - c) < cfg.ransac_inlier_m * a))
-        if cnt > best[0]:
-            best = (cnt, a, c)
+    best = _ransac_pairs(x_rel, z, rng, cfg.ransac_iters, 0.25 * (hi - lo), cfg.ransac_inlier_m)
     if best[0] < 2:
         raise _failed(f"depth alignment: no positive-scale fit found over the {where} "
                       "(relative depth does not increase with D0: is it inverse depth?)", "sign")
@@ -225,6 +237,11 @@ class FrameAlignment:
         o = self.offset.astype(np.float32)[:, None, None]
         return (np.asarray(rel, np.float32) * g + o).astype(np.float32)
 
+    def view(self, rel: np.ndarray) -> "FrameMappedDepth":
+        """``apply`` computed only where read: lifting samples a few crops per frame, not 15 M pixels."""
+        return FrameMappedDepth(np.asarray(rel, np.float32), self.gain.astype(np.float32),
+                                self.offset.astype(np.float32))
+
     def to_dict(self) -> dict[str, Any]:
         r = lambda a, k=6: [round(float(v), k) for v in a]  # noqa: E731
         return {"gain": r(self.gain), "offset": r(self.offset), "residual_m": r(self.residual_m),
@@ -232,6 +249,28 @@ class FrameAlignment:
                 "static_scale0": float(self.scale0), "static_shift0": float(self.shift0),
                 "frames_refit": int(self.ok[1:].sum()) if len(self.ok) > 1 else 0,
                 "max_gain_change": float(np.max(np.abs(self.gain - 1.0))) if len(self.gain) else 0.0}
+
+
+class FrameMappedDepth:
+    """``FrameAlignment.apply(rel)`` evaluated lazily: ``view[t]`` / ``view[t, ys, xs]`` give exactly the
+    values (same float32 arithmetic) of the mapped array at those indices; ``shape``/``ndim`` as it."""
+
+    def __init__(self, rel: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> None:
+        self._rel, self._g, self._o = rel, gain, offset
+        self.shape, self.ndim, self.dtype = rel.shape, rel.ndim, np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        t, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if not isinstance(t, (int, np.integer)):
+            raise TypeError("FrameMappedDepth is indexed by one frame first (view[t, ...])")
+        return (self._rel[(t, *rest)] * self._g[t] + self._o[t]).astype(np.float32)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = (self._rel * self._g[:, None, None] + self._o[:, None, None]).astype(np.float32)
+        return out if dtype is None else out.astype(dtype)
 
 
 def moving_region(mask0: np.ndarray, tracks_px: np.ndarray, visible: np.ndarray, t: int, margin_px: int) -> np.ndarray:
@@ -248,7 +287,18 @@ def moving_region(mask0: np.ndarray, tracks_px: np.ndarray, visible: np.ndarray,
         hull = cv2.convexHull(np.round(pts).astype(np.int32).reshape(-1, 1, 2))
         cv2.fillConvexPoly(reg, hull, 1)
     k = 2 * int(margin_px) + 1
-    return cv2.dilate(reg, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+    out = np.zeros((H, W), bool)
+    rows, cols = np.flatnonzero(reg.any(1)), np.flatnonzero(reg.any(0))
+    if not len(rows):
+        return out
+    # dilated on the region's bounding box grown by the margin: everything outside it is 0 and stays
+    # 0, and dilation ignores the crop's border, so the result is the full-frame dilation's
+    m = int(margin_px)
+    y0, y1 = max(0, rows[0] - m), min(H, rows[-1] + m + 1)
+    x0, x1 = max(0, cols[0] - m), min(W, cols[-1] + m + 1)
+    out[y0:y1, x0:x1] = cv2.dilate(np.ascontiguousarray(reg[y0:y1, x0:x1]),
+                                   cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+    return out
 
 
 def fit_static_per_frame(rel: np.ndarray, depth_m: np.ndarray, mask0: np.ndarray, tracks_px: np.ndarray,
@@ -278,13 +328,21 @@ def fit_static_per_frame(rel: np.ndarray, depth_m: np.ndarray, mask0: np.ndarray
     sigma = max(1.4826 * float(np.median(r0[use0 & np.isfinite(r0)])), 1e-4)
     agree = base & np.isfinite(r0) & (r0 <= cfg.agree_sigmas * sigma)
     resid[0], npx[0] = a0.residual_m, int(use0.sum())
+    direct = cfg.align.region == "mask" and not cfg.align.fallback_to_image
+    d0_flat = d0.reshape(-1)
     for t in range(1, T):
         use = agree & ~moving_region(mask0, tracks_px, visible, t, cfg.object_margin_px)
         npx[t] = int(use.sum())
         if npx[t] < cfg.min_pixels:
             continue
         try:
-            a = fit_scale_shift(rel[t], depth_m, use, config=cfg.align, seed=seed + t)
+            if direct:  # what fit_scale_shift fits, gathered on the grid's pixels only (not whole frames)
+                idx = np.flatnonzero(use)
+                x = np.asarray(rel[t]).reshape(-1)[idx].astype(np.float64)
+                fin = np.isfinite(x)
+                a = _fit(x[fin], d0_flat[idx][fin], cfg.align, seed + t, "mask")
+            else:
+                a = fit_scale_shift(rel[t], depth_m, use, config=cfg.align, seed=seed + t)
         except AlignmentFailed:
             continue
         gain[t], offset[t] = a.scale / a0.scale, (a.shift - a0.shift) / a0.scale

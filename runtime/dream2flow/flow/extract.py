@@ -146,7 +146,7 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
         t0 = time.perf_counter()
         frame_align = fit_static_per_frame(rel, rgbd.depth_m, mask, tracks_px, visible_2d, config=cfg.frame_align,
                                            seed=seed)
-        rel = frame_align.apply(rel)
+        rel = frame_align.view(rel)  # mapped lazily: lifting reads a few crops per frame
         timings["frame_align"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
