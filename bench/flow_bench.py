@@ -201,6 +201,7 @@ def bench_pipeline(rep: int) -> None:
     to an H.264 file and decoded, like the floor), against the LK floor on the same file."""
     from dream2flow import sim
     from dream2flow.planning import plan_from_flow
+    from dream2flow.planning.grasp_prefetch import GraspPrefetch
 
     for task, seed in PIPELINE_TASKS:
         env = sim.make_env(task, seed)
@@ -216,9 +217,12 @@ def bench_pipeline(rep: int) -> None:
                 t0 = time.perf_counter()
                 video = load_video(vp, expect_size=size)
                 t1 = time.perf_counter()
-                res = extract_flow(video, obs, box, gen.rel_depth, num_points=256, seed=seed)
+                pre: list = []  # grasp proposals start when the mask exists, while the tracker runs
+                res = extract_flow(video, obs, box, gen.rel_depth, num_points=256, seed=seed,
+                                   on_mask=lambda m: pre.append(GraspPrefetch(obs, m)))
                 t2 = time.perf_counter()
-                plan = plan_from_flow(res.flow, obs, q0=env.q_home, object_mask=res.mask, thumb_px=thumb)
+                plan = plan_from_flow(res.flow, obs, q0=env.q_home, object_mask=res.mask, thumb_px=thumb,
+                                      prefetch=pre[0])
                 t3 = time.perf_counter()
                 return {"decode": t1 - t0, "flow": t2 - t1, "plan": t3 - t2, "flow_total": t2 - t0,
                         "flow_plan": t3 - t0, "optimizer": plan.meta["timing"].get("optimizer_s", float("nan")),

@@ -145,14 +145,21 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
     except Dream2FlowError as exc:
         return fail_all("video", exc)
 
+    prefetch: list[Any] = []
+
+    def _start_grasps(mask: np.ndarray) -> None:  # proposals run while the tracker runs (issue 21)
+        from dream2flow.planning.grasp_prefetch import GraspPrefetch
+
+        prefetch.append(GraspPrefetch(observation, mask, variants[methods[0]][1]))
+
     def _flow() -> Any:
         if inputs == "privileged":  # the simulator's truth, labelled as such in every report
             return perceive_flow(generated.video, observation, perception=perception,
                                  box=tuple(int(v) for v in env.object_box()), video_depth=generated.rel_depth,
                                  thumb_px=generated.thumb_px, prompt=env.object_prompt, num_points=num_points,
-                                 seed=seed)
+                                 seed=seed, on_mask=_start_grasps)
         return perceive_flow(generated.video, observation, perception=perception, prompt=env.object_prompt,
-                             num_points=num_points, seed=seed)
+                             num_points=num_points, seed=seed, on_mask=_start_grasps)
 
     try:
         perceived = shared.run("flow", _flow)
@@ -163,73 +170,106 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
     flow_result = perceived.result
     flow = flow_result.flow
     backends = dict(flow.meta.get("backends", {}))
-    if out is not None:
-        _write_episode_inputs(out, env, observation, generated, perceived.box, flow_result)
+    # the pictures and input files are written on a worker thread while the arm plans and moves
+    # (issue 21: ~1.5 s of the demo); all are on disk before this returns, or their error raised
+    writes = _BackgroundWrites()
+    try:
+        if out is not None:
+            writes.submit(_write_episode_inputs, out, env, observation, generated, perceived.box, flow_result)
 
-    for method in methods:
-        runner = _StageRunner(progress, cancel)
-        method_out = out / method if (out is not None and len(methods) > 1) else out
-        if method_out is not None:
-            method_out.mkdir(parents=True, exist_ok=True)
-        stage = "plan"
-        try:
-            def _plan(method: str = method) -> Any:
-                _warmed(warm)
-                base, cfg = variants[method]
-                return plan_from_flow(flow, observation, q0=env.q_home, method=base, object_mask=flow_result.mask,
-                                      thumb_px=perceived.thumb_px, config=cfg)
-
-            plan = runner.run("plan", _plan)
-            plan.meta[PROVENANCE] = sim_provenance(task, seed)
+        for method in methods:
+            runner = _StageRunner(progress, cancel)
+            method_out = out / method if (out is not None and len(methods) > 1) else out
             if method_out is not None:
-                from dream2flow.planning.pictures import write_plan_png
-
-                plan.save(method_out / "plan.npz")
-                write_plan_png(method_out / "plan.png", plan, flow)
-            stage = "execute"
-            run_env = sim.make_env(task, seed, vary=vary)  # a fresh, identical scene: methods never see each other's state
-            backend = run_env.robot_backend(impedance=impedance)
-            recorder = run_env.background_frames() if record_video else None
-            on_tick = _frame_recorder(recorder, rate_hz) if recorder is not None else None
-            ran: dict[str, Any] = {}
-
-            def _execute() -> Any:
-                from dream2flow.errors import ExecutionFailed
-
-                res = execute_plan(plan, backend, rate_hz=rate_hz, stop_event=cancel, on_tick=on_tick)
-                ran["result"] = res
-                # Let the world come to rest (a released piece falls into the bowl) before the check.
-                for k in range(int(settle_s * rate_hz)):
-                    backend.step(1.0 / rate_hz)
-                    if on_tick is not None:
-                        on_tick(res.commands_sent + k, 0.0, backend)
-                if not res.ok:
-                    raise ExecutionFailed(res.reason)
-                return res
-
-            verdict: tuple[str, bool] | None = None
+                method_out.mkdir(parents=True, exist_ok=True)
+            stage = "plan"
             try:
+                def _plan(method: str = method) -> Any:
+                    _warmed(warm)
+                    base, cfg = variants[method]
+                    return plan_from_flow(flow, observation, q0=env.q_home, method=base,
+                                          object_mask=flow_result.mask, thumb_px=perceived.thumb_px, config=cfg,
+                                          prefetch=prefetch[-1] if prefetch else None)
+
+                plan = runner.run("plan", _plan)
+                plan.meta[PROVENANCE] = sim_provenance(task, seed)
+                if method_out is not None:
+                    from dream2flow.planning.pictures import write_plan_png
+
+                    plan.save(method_out / "plan.npz")
+                    writes.submit(write_plan_png, method_out / "plan.png", plan, flow)
+                stage = "execute"
+                run_env = sim.make_env(task, seed, vary=vary)  # a fresh, identical scene: methods never see each other's state
+                backend = run_env.robot_backend(impedance=impedance)
+                recorder = run_env.background_frames(EXECUTION_VIDEO_SCALE) if record_video else None
+                on_tick = _frame_recorder(recorder, rate_hz) if recorder is not None else None
+                ran: dict[str, Any] = {}
+
+                def _execute() -> Any:
+                    from dream2flow.errors import ExecutionFailed
+
+                    res = execute_plan(plan, backend, rate_hz=rate_hz, stop_event=cancel, on_tick=on_tick)
+                    ran["result"] = res
+                    # Let the world come to rest (a released piece falls into the bowl) before the check.
+                    for k in range(int(settle_s * rate_hz)):
+                        backend.step(1.0 / rate_hz)
+                        if on_tick is not None:
+                            on_tick(res.commands_sent + k, 0.0, backend)
+                    if not res.ok:
+                        raise ExecutionFailed(res.reason)
+                    return res
+
+                verdict: tuple[str, bool] | None = None
                 try:
-                    runner.run("execute", _execute)
-                except Dream2FlowError as exc:
-                    verdict = (f"STOPPED: {exc.message}", False)
-                    raise
-                stage = "check"
-                outcome = runner.run("check", run_env.success)
-                verdict = (f"{'SUCCESS' if outcome.success else 'FAILED'}: {outcome.reason}", bool(outcome.success))
-            finally:  # a failed run's video is the most useful picture of all
-                frames = recorder.frames() if recorder is not None else []
-                if method_out is not None and frames and "result" in ran:
-                    _write_execution_video(method_out / "execution.mp4", frames, ran["result"], plan,
-                                           run_env.camera_model(), rate_hz, verdict)
-            failure = None if outcome.success else ("grasp" if _object_never_moved(outcome) else "execution")
-            results.append(MethodResult(method, bool(outcome.success), failure,
-                                        None if outcome.success else outcome.reason, float(outcome.value),
-                                        runner.stages))
-        except Dream2FlowError as exc:
-            results.append(MethodResult(method, False, _classify_failure(exc, stage), exc.message, None,
-                                        runner.stages))
+                    try:
+                        runner.run("execute", _execute)
+                    except Dream2FlowError as exc:
+                        verdict = (f"STOPPED: {exc.message}", False)
+                        raise
+                    stage = "check"
+                    outcome = runner.run("check", run_env.success)
+                    verdict = (f"{'SUCCESS' if outcome.success else 'FAILED'}: {outcome.reason}", bool(outcome.success))
+                finally:  # a failed run's video is the most useful picture of all
+                    frames = recorder.frames() if recorder is not None else []
+                    if method_out is not None and frames and "result" in ran:
+                        _write_execution_video(method_out / "execution.mp4", frames, ran["result"], plan,
+                                               scaled_camera(run_env.camera_model(), *recorder.size()), rate_hz, verdict)
+                failure = None if outcome.success else ("grasp" if _object_never_moved(outcome) else "execution")
+                results.append(MethodResult(method, bool(outcome.success), failure,
+                                            None if outcome.success else outcome.reason, float(outcome.value),
+                                            runner.stages))
+            except Dream2FlowError as exc:
+                results.append(MethodResult(method, False, _classify_failure(exc, stage), exc.message, None,
+                                            runner.stages))
+    finally:
+        writes.wait()
     return EpisodeResult(task, seed, artifacts, results, shared.stages, inputs, backends)
+
+
+class _BackgroundWrites:
+    """Output files written in order on one worker thread; ``wait()`` blocks until all are written
+    and raises the first error (the files are the run's record: none may be silently missing)."""
+
+    def __init__(self) -> None:
+        self._pool: Any = None
+        self._futures: list[Any] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d2f-writes")
+        self._futures.append(self._pool.submit(fn, *args))
+
+    def wait(self) -> None:
+        try:
+            for f in self._futures:
+                f.result()
+        finally:
+            self._futures = []
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
 
 def _expected_backends(perception: Any, inputs: str, sim_thumb: bool) -> dict[str, Any]:
@@ -261,6 +301,22 @@ def _object_never_moved(outcome: Any) -> bool:
 
 
 EXECUTION_VIDEO_FPS = 10.0
+# frame size of the execution video relative to the camera (480x360 for the sim's 640x480), drawn
+# without multisampling: a third of the rendering time of full-size frames, and rendering was most
+# of `demo` (issue 21); the motion and the overlay stay plain to see
+EXECUTION_VIDEO_SCALE = 0.75
+
+
+def scaled_camera(camera: Any, width: int, height: int) -> Any:
+    """``camera`` for an image resized to ``width`` x ``height`` px (same view: pixel centres map
+    as ``u' = (u + 0.5)·sx − 0.5``), to draw projected points on smaller frames."""
+    import dataclasses
+
+    sx, sy = width / camera.width, height / camera.height
+    K = np.array(camera.K, dtype=np.float64)
+    K[0, 0], K[0, 1], K[1, 1] = K[0, 0] * sx, K[0, 1] * sx, K[1, 1] * sy
+    K[0, 2], K[1, 2] = (K[0, 2] + 0.5) * sx - 0.5, (K[1, 2] + 0.5) * sy - 0.5
+    return dataclasses.replace(camera, K=K, width=int(width), height=int(height))
 
 
 def _frame_recorder(recorder: Any, rate_hz: float, fps: float = EXECUTION_VIDEO_FPS) -> Callable:

@@ -83,7 +83,8 @@ def check_inputs(video: Video, rgbd: RGBD) -> None:
 def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | np.ndarray, *,
                  num_points: int = DEFAULT_NUM_POINTS, seed: int = 0, segmenter: Segmenter | None = None,
                  tracker: PointTracker | None = None, config: FlowConfig | None = None,
-                 progress: Callable[[str, float], None] | None = None) -> FlowResult:
+                 progress: Callable[[str, float], None] | None = None,
+                 on_mask: Callable[[np.ndarray], None] | None = None) -> FlowResult:
     """Video (frame 0 ~ I0) + RGB-D of I0 + object box (x0,y0,x1,y1 px in I0) + video depth (a
     ``VideoDepth`` or a relative depth array [T,H,W]) -> ``FlowResult``.
 
@@ -92,6 +93,8 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
     nothing tracked), ``AlignmentFailed`` (depth fit degenerate or poor). ``progress(phase,
     fraction)`` is called as each perception role starts ("video_depth", "segment", "sample",
     "track", "align", "lift", "filter"); it may raise to stop the extraction (a cancel).
+    ``on_mask(mask)`` is called with the object mask [H,W] bool as soon as it exists, before tracking
+    (e.g. to start grasp proposals while the tracker runs: ``planning.grasp_prefetch``).
     """
     from dream2flow.perception.classical import ClassicalLKTracker, GivenVideoDepth, sample_query_points
     from dream2flow.perception.rgbd_segmenter import RGBDSegmenter
@@ -124,6 +127,8 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
         raise PerceptionFailed(f"segmenter {seg.name} returned a {list(mask.shape)} mask for a {W}x{H} image")
     if not mask.any():
         raise PerceptionFailed(f"segmentation of box {tuple(round(v, 1) for v in box_f)} is empty: nothing to track")
+    if on_mask is not None:
+        on_mask(mask)
 
     report("sample", 0.4)
     t0 = time.perf_counter()

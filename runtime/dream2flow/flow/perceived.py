@@ -97,10 +97,12 @@ def perceive_flow(video: Video, rgbd: RGBD, *, perception: "Perception", box: An
                   video_depth: VideoDepth | np.ndarray | None = None, thumb_px: np.ndarray | None = None,
                   num_points: int = 256, seed: int = 0, fit: "Fit | None" = None, check_first_frame: bool = True,
                   find_thumb: bool = True, config: FlowConfig | None = None,
-                  progress: Callable[[str, float], None] | None = None) -> PerceivedFlow:
+                  progress: Callable[[str, float], None] | None = None,
+                  on_mask: Callable[[np.ndarray], None] | None = None) -> PerceivedFlow:
     """See the module docstring. ``box``, ``video_depth``, ``thumb_px``: overrides (None = perceive
     it); ``prompt``: the object prompt (needed without a box); ``fit``: how the video was fitted to
-    the camera (``video.fit``; its padding is excluded from the checks and the depth)."""
+    the camera (``video.fit``; its padding is excluded from the checks and the depth); ``on_mask``: see
+    ``extract_flow``."""
     from dream2flow.video.first_frame import check_first_frame as check_ff
 
     timings: dict[str, float] = {}
@@ -145,7 +147,7 @@ def perceive_flow(video: Video, rgbd: RGBD, *, perception: "Perception", box: An
 
     result = extract_flow(video, rgbd, box_f, vd, num_points=num_points, seed=seed,
                           segmenter=perception.segmenter(seed), tracker=perception.tracker(), config=config,
-                          progress=progress)
+                          progress=progress, on_mask=on_mask)
     timings.update(result.timings_s)
 
     thumb_source = None

@@ -51,6 +51,8 @@ PALM_DEPTH = 0.065          # palm/hand body from z = -FINGER_LEN back to -(FING
 SLAB_HALF_X = 0.010         # closing region (between the finger pads)
 SLAB_Z = (-0.040, 0.004)
 MIN_POINTS_BETWEEN = 5
+# the PlannerConfig fields that proposals depend on (grasp_prefetch compares them; a test keeps it complete)
+GRASP_CONFIG_FIELDS = ("seed", "grasp_seeds", "gripper_max_width_m", "grasp_clearance_m", "pregrasp_offset_m")
 MAX_COLLISION_POINTS = 2
 TABLE_CLEARANCE_M = 0.01
 VOXEL_M = 0.005

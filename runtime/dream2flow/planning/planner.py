@@ -25,6 +25,7 @@ from dream2flow.types import Grasp, Plan
 
 if TYPE_CHECKING:
     from dream2flow.config import RobotLimits
+    from dream2flow.planning.grasp_prefetch import GraspPrefetch
     from dream2flow.planning.config import PlannerConfig
     from dream2flow.types import RGBD, ObjectFlow
 
@@ -144,7 +145,8 @@ def _choose_grasps(grasps: list[Grasp], order: list[int], q0: np.ndarray, limits
 def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = None, method: str = "dream2flow",
                    object_mask: np.ndarray | None = None, thumb_px: np.ndarray | None = None,
                    config: "PlannerConfig | None" = None,
-                   progress: Callable[[str, float], None] | None = None) -> Plan:
+                   progress: Callable[[str, float], None] | None = None,
+                   prefetch: "GraspPrefetch | None" = None) -> Plan:
     """Plan a grasp and a joint trajectory that makes the grasped part follow ``flow``.
 
     ``flow``: the object flow in the base frame (frame 0 = the scene of ``rgbd``); ``rgbd``: I0/D0
@@ -152,6 +154,8 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
     ``method``: "dream2flow" | "rigid_avdc" | "rigid_rigvid" ("rigid" = rigid_rigvid);
     ``object_mask`` [H,W] bool (default: ``flow.meta["box"]`` ∩ valid depth ∩ off-table ∩ near the
     flow's points); ``thumb_px`` [T,2] (or [2]) the hand's thumb in the video, NaN where unseen.
+    ``prefetch``: grasp proposals already started on D0 and the segmenter's mask (``grasp_prefetch``), used
+    when they match ``rgbd``, the mask and the grasp settings of ``config`` (else computed here).
     Raises ``Unreachable`` (object or motion out of reach), ``PlanningFailed`` (no grasp, a limit).
     ``progress(phase, fraction)`` is called as each solver phase starts ("cloud", "grasps",
     "follow grasp N", "assemble"); it may raise to stop planning (a cancel).
@@ -186,16 +190,21 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
         mask = np.asarray(object_mask, dtype=bool)
         if mask.shape != rgbd.depth_m.shape:
             raise InvalidInput(f"object_mask must be {list(rgbd.depth_m.shape)}, got {list(mask.shape)}")
-    obj, normals, scene, cam = clouds_from_rgbd(rgbd, mask)
+    t_g = time.perf_counter()
+    prefetched = prefetch is not None and prefetch.matches(rgbd, mask, cfg)
+    if prefetched:
+        obj, normals, scene, cam, grasps = prefetch.result()
+    else:
+        obj, normals, scene, cam = clouds_from_rgbd(rgbd, mask)
     if len(obj) < 5:
         raise PlanningFailed(f"the object has only {len(obj)} valid depth points in D0")
     dist = float(np.linalg.norm(np.median(obj, axis=0) - SHOULDER))
     if dist > REACH_M:
         raise Unreachable(f"the object is {dist:.2f} m from the arm's shoulder, beyond the Panda's reach "
                           f"(~{REACH_M:.2f} m to the gripper tip)")
-    t_g = time.perf_counter()
     report("grasps", 0.1)
-    grasps = propose_grasps(obj, normals, scene, camera_pos=cam, config=cfg)
+    if not prefetched:
+        grasps = propose_grasps(obj, normals, scene, camera_pos=cam, config=cfg)
     if not grasps:
         raise PlanningFailed(f"no collision-free grasp fits the object (width <= {cfg.gripper_max_width_m:.2f} m, "
                              f"{len(obj)} cloud points)")
@@ -377,7 +386,8 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
         "limits": assemble.limit_usage(q, dt, limits),
         "q0": q0.tolist(),
         "seed": cfg.seed,
-        "timing": {"grasps_s": t_grasp_s, "solve_s": t_solve_s, "optimizer_s": t_opt_s,
+        "timing": {"grasps_s": t_grasp_s, "grasps_prefetched": bool(prefetched), "solve_s": t_solve_s,
+                   "optimizer_s": t_opt_s,
                    "total_s": time.perf_counter() - t_begin},
     }
     return _fit_to_control_loop(Plan(q=q, dt_s=dt, gripper=gripper, predicted_points=pred.astype(np.float32),

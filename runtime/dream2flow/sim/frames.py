@@ -1,7 +1,7 @@
 """Rendering a simulated run's frames off the control loop's thread.
 
-Why: on this machine's software renderer a 640x480 frame costs 30-90 ms, and the execution
-video needs ~10 per simulated second; rendered inline they were the largest part of ``demo``
+Why: on this machine's software renderer a 640x480 frame costs 30-90 ms (4x multisampled), and
+the execution video needs ~10 per simulated second; rendered inline they were the largest part of ``demo``
 (issue 21). The loop only snapshots the state (a copy of ``MjData``, well under a millisecond);
 a worker thread with its own renderer (its own GL context) draws the snapshots while the loop
 goes on, and MuJoCo releases the GIL while it renders, so both use a core. The frames are the
@@ -22,14 +22,31 @@ if TYPE_CHECKING:
 
 class BackgroundFrames:
     """``add(tick)`` snapshots ``env``'s state and queues it; ``frames()`` waits for all and returns
-    ``[(tick, rgb[H,W,3] uint8)]`` in the order added, then releases the worker and its renderer.
-    Robot visible, no shadows or reflections (a picture for people, not a camera image)."""
+    ``[(tick, rgb[h,w,3] uint8)]`` in the order added, then releases the worker and its renderer.
+    Robot visible, no shadows or reflections (a picture for people, not a camera image).
 
-    def __init__(self, env: "SimEnv") -> None:
+    ``scale`` (0 < scale <= 1): frames are ``size(scale)`` = the camera's size times ``scale`` (even
+    numbers), drawn without multisampling unless ``scale`` is 1: the software renderer's cost grows
+    with pixels x samples, and a person judging the motion needs neither (issue 21: 0.5 draws a
+    frame in about a third of the time of the full-size, 4x multisampled one)."""
+
+    def __init__(self, env: "SimEnv", scale: float = 1.0) -> None:
+        if not 0.0 < float(scale) <= 1.0:
+            from dream2flow.errors import InvalidInput
+
+            raise InvalidInput(f"frame scale must be in (0, 1], got {scale}")
         self._env = env
+        self.scale = float(scale)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d2f-frames")
         self._queued: list[tuple[int, Future]] = []
         self._renderer: Any = None  # created, used and closed on the worker thread only
+
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the frames in pixels."""
+        cam = self._env.camera_model()
+        if self.scale == 1.0:
+            return cam.width, cam.height
+        return max(2, 2 * round(cam.width * self.scale / 2)), max(2, 2 * round(cam.height * self.scale / 2))
 
     def add(self, tick: int) -> None:
         snap = copy.copy(self._env.data)  # MjData's copy is a deep copy of the state
@@ -39,8 +56,12 @@ class BackgroundFrames:
         import mujoco
 
         if self._renderer is None:
-            cam = self._env.camera_model()
-            self._renderer = mujoco.Renderer(self._env.model, cam.height, cam.width)
+            w, h = self.size()
+            model = self._env.model
+            if self.scale != 1.0:  # a copy with multisampling off (the context takes it from the model)
+                model = copy.copy(model)
+                model.vis.quality.offsamples = 0
+            self._renderer = mujoco.Renderer(model, h, w)
         return self._env._render(data, "rgb", True, False, renderer=self._renderer)
 
     def _close_renderer(self) -> None:

@@ -140,6 +140,7 @@ def generate_video(env: "SimEnv", artifacts: str = "clean", *, num_frames: int =
     flex_ids = {b: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_FLEX, f) for b, f in flex_seg.items()}
     flex_verts: list[np.ndarray] = []
     renderer_model_state = (model.geom_size.copy(), model.geom_pos.copy())
+    prev_key: tuple = ()
     try:
         for t in range(T):
             if dynamic:
@@ -161,8 +162,17 @@ def generate_video(env: "SimEnv", artifacts: str = "clean", *, num_frames: int =
             body_poses.append({b: _body_pose(data, b) for b in obj_bodies})
             if flex_ids:
                 flex_verts.append(np.array(data.flexvert_xpos))
-            frames[t] = env._render(data, "rgb", robot=False)
-            depth[t] = env._render(data, "depth", robot=False)
+            # a frame showing exactly the previous frame's scene (the still start and end) is that
+            # frame: the renderer is deterministic, and a render is ~0.1 s on a software renderer
+            key = (data.qpos.tobytes(), data.mocap_pos.tobytes(), data.mocap_quat.tobytes(),
+                   data.flexvert_xpos.tobytes(), model.geom_size[morph_geoms].tobytes(),
+                   model.geom_pos[morph_geoms].tobytes())
+            if t > 0 and key == prev_key:
+                frames[t], depth[t] = frames[t - 1], depth[t - 1]
+            else:
+                frames[t] = env._render(data, "rgb", robot=False)
+                depth[t] = env._render(data, "depth", robot=False)
+            prev_key = key
             if t == 0 or segs is not None:
                 seg = env._render(data, "seg", robot=False)
                 seg0 = seg if t == 0 else seg0
