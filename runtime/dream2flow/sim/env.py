@@ -204,13 +204,14 @@ class SimEnv:
         renderer; the camera's images (I0, the generated video) always keep them."""
         return self._render(self.data, "rgb", robot, shadows)
 
-    def background_frames(self, scale: float = 1.0) -> "BackgroundFrames":
-        """A recorder that renders snapshots of this scene (robot visible, no shadows) on a worker
-        thread with its own renderer, while the caller goes on stepping the simulation; ``scale``:
-        frame size relative to the camera's (below 1 also without multisampling)."""
+    def background_frames(self, scale: float = 1.0, *, robot: bool = True, shadows: bool = False
+                          ) -> "BackgroundFrames":
+        """A recorder that renders snapshots of this scene (default: robot visible, no shadows) on a
+        worker thread with its own renderer, while the caller goes on stepping the simulation;
+        ``scale``: frame size relative to the camera's (below 1 also without multisampling)."""
         from dream2flow.sim.frames import BackgroundFrames
 
-        return BackgroundFrames(self, scale)
+        return BackgroundFrames(self, scale, robot=robot, shadows=shadows)
 
     def render_depth(self, *, robot: bool = True) -> np.ndarray:
         """[H,W] float32 metric depth along the optical axis (m), 0 = nothing there."""

@@ -28,15 +28,20 @@ class BackgroundFrames:
     ``scale`` (0 < scale <= 1): frames are ``size(scale)`` = the camera's size times ``scale`` (even
     numbers), drawn without multisampling unless ``scale`` is 1: the software renderer's cost grows
     with pixels x samples, and a person judging the motion needs neither (issue 21: 0.5 draws a
-    frame in about a third of the time of the full-size, 4x multisampled one)."""
+    frame in about a third of the time of the full-size, 4x multisampled one).
 
-    def __init__(self, env: "SimEnv", scale: float = 1.0) -> None:
+    ``robot``/``shadows``: what ``SimEnv._render`` draws; with ``robot=False, shadows=True, scale=1``
+    the frames are the camera images the video generator renders (it draws them on this worker
+    while it renders the depth frames itself)."""
+
+    def __init__(self, env: "SimEnv", scale: float = 1.0, *, robot: bool = True, shadows: bool = False) -> None:
         if not 0.0 < float(scale) <= 1.0:
             from dream2flow.errors import InvalidInput
 
             raise InvalidInput(f"frame scale must be in (0, 1], got {scale}")
         self._env = env
         self.scale = float(scale)
+        self.robot, self.shadows = bool(robot), bool(shadows)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d2f-frames")
         self._queued: list[tuple[int, Future]] = []
         self._renderer: Any = None  # created, used and closed on the worker thread only
@@ -48,8 +53,9 @@ class BackgroundFrames:
             return cam.width, cam.height
         return max(2, 2 * round(cam.width * self.scale / 2)), max(2, 2 * round(cam.height * self.scale / 2))
 
-    def add(self, tick: int) -> None:
-        snap = copy.copy(self._env.data)  # MjData's copy is a deep copy of the state
+    def add(self, tick: int, data: Any = None) -> None:
+        """Queue a frame of ``data`` (default the env's state) as it is now."""
+        snap = copy.copy(self._env.data if data is None else data)  # MjData's copy is a deep copy of the state
         self._queued.append((int(tick), self._pool.submit(self._draw, snap)))
 
     def _draw(self, data: Any) -> np.ndarray:
@@ -62,7 +68,7 @@ class BackgroundFrames:
                 model = copy.copy(model)
                 model.vis.quality.offsamples = 0
             self._renderer = mujoco.Renderer(model, h, w)
-        return self._env._render(data, "rgb", True, False, renderer=self._renderer)
+        return self._env._render(data, "rgb", self.robot, self.shadows, renderer=self._renderer)
 
     def _close_renderer(self) -> None:
         if self._renderer is not None:

@@ -141,6 +141,12 @@ def generate_video(env: "SimEnv", artifacts: str = "clean", *, num_frames: int =
     flex_verts: list[np.ndarray] = []
     renderer_model_state = (model.geom_size.copy(), model.geom_pos.copy())
     prev_key: tuple = ()
+    same_as = np.arange(T)  # a frame of an unchanged scene is the frame before it
+    # two thirds of the colour frames are drawn on a worker with its own renderer while this thread
+    # steps the scene and draws the depth and the other colour frames (the software renderer leaves
+    # the GIL: two cores; same pixels, the renderer is deterministic). Not while morphing: the
+    # renderer reads the model's geometry, which changes per frame.
+    worker = env.background_frames(1.0, robot=False, shadows=True) if "morphing" not in arts else None
     try:
         for t in range(T):
             if dynamic:
@@ -168,9 +174,12 @@ def generate_video(env: "SimEnv", artifacts: str = "clean", *, num_frames: int =
                    data.flexvert_xpos.tobytes(), model.geom_size[morph_geoms].tobytes(),
                    model.geom_pos[morph_geoms].tobytes())
             if t > 0 and key == prev_key:
-                frames[t], depth[t] = frames[t - 1], depth[t - 1]
+                same_as[t] = same_as[t - 1]
             else:
-                frames[t] = env._render(data, "rgb", robot=False)
+                if worker is not None and t % 3:  # a third here: with the depth frames, half the work
+                    worker.add(t, data)
+                else:
+                    frames[t] = env._render(data, "rgb", robot=False)
                 depth[t] = env._render(data, "depth", robot=False)
             prev_key = key
             if t == 0 or segs is not None:
@@ -178,7 +187,14 @@ def generate_video(env: "SimEnv", artifacts: str = "clean", *, num_frames: int =
                 seg0 = seg if t == 0 else seg0
                 if segs is not None:
                     segs[t] = seg
+        if worker is not None:
+            for t, rgb in worker.frames():
+                frames[t] = rgb
+        for t in np.flatnonzero(same_as != np.arange(T)):
+            frames[t], depth[t] = frames[same_as[t]], depth[same_as[t]]
     finally:
+        if worker is not None:
+            worker.close()
         model.geom_size[:], model.geom_pos[:] = renderer_model_state
 
     # ground-truth points: sampled on the object's visible pixels in frame 0, carried in body frames
