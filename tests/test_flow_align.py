@@ -93,3 +93,21 @@ def test_flat_mask_falls_back_to_the_image(big) -> None:
     assert a.region == "image" and a.scale == pytest.approx(TRUE_SCALE, rel=1e-3)
     with pytest.raises(AlignmentFailed, match="varies by only"):
         fit_scale_shift(rel, d0, m, config=AlignConfig(fallback_to_image=False))
+
+
+def test_closed_form_line_fit_equals_least_squares() -> None:
+    """The alignment's 2-parameter fits (issue 21: closed form instead of a general solver) give the
+    least-squares solution, weighted or not, and fall back to it where z does not vary."""
+    from dream2flow.flow.align import _line_fit
+
+    rng = np.random.default_rng(2)
+    z = rng.uniform(0.5, 1.5, 500)
+    x = 0.7 * z - 0.2 + rng.normal(0, 0.01, 500)
+    w = rng.uniform(0.1, 1.0, 500)
+    for ww in (None, w):
+        sw = np.ones_like(z) if ww is None else np.sqrt(ww)
+        sol, *_ = np.linalg.lstsq(np.stack([z, np.ones_like(z)], 1) * sw[:, None], x * sw, rcond=None)
+        assert np.allclose(_line_fit(z, x, ww), sol, rtol=1e-10, atol=1e-12)
+    flat = np.full(5, 0.8)
+    sol, *_ = np.linalg.lstsq(np.stack([flat, np.ones(5)], 1), np.arange(5.0), rcond=None)
+    assert np.allclose(_line_fit(flat, np.arange(5.0)), sol)

@@ -121,6 +121,22 @@ def _ransac_pairs(x_rel: np.ndarray, z: np.ndarray, rng: np.random.Generator, it
     return int(counts[kb]), float(a_all[kb]), float(c_all[kb])
 
 
+def _line_fit(z: np.ndarray, x: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
+    """(a, c) minimising sum w·(x − a·z − c)² (w = 1 if None), in closed form about the weighted
+    means (stable, and ~20x cheaper than a general least-squares call: the per-frame alignment makes
+    hundreds); a general solve where z does not vary."""
+    w = np.ones_like(z) if w is None else w
+    sw = float(w.sum())
+    zm, xm = float(w @ z) / sw, float(w @ x) / sw
+    dz = z - zm
+    den = float(w @ (dz * dz))
+    if not den > 0:
+        sol, *_ = np.linalg.lstsq(np.stack([z, np.ones_like(z)], 1) * np.sqrt(w)[:, None], x * np.sqrt(w), rcond=None)
+        return float(sol[0]), float(sol[1])
+    a = float(w @ (dz * (x - xm))) / den
+    return a, xm - a * zm
+
+
 def _fit(x_rel: np.ndarray, z: np.ndarray, cfg: AlignConfig, seed: int, region: str) -> Alignment:
     n_valid = len(z)
     where = "object mask" if region == "mask" else "image"
@@ -151,9 +167,7 @@ def _fit(x_rel: np.ndarray, z: np.ndarray, cfg: AlignConfig, seed: int, region: 
     zi, xi = z[inl], x_rel[inl]
     w = np.ones_like(zi)
     for _ in range(cfg.irls_iters):
-        A = np.stack([zi, np.ones_like(zi)], 1) * np.sqrt(w)[:, None]
-        sol, *_ = np.linalg.lstsq(A, xi * np.sqrt(w), rcond=None)
-        a_new, c_new = float(sol[0]), float(sol[1])
+        a_new, c_new = _line_fit(zi, xi, w)
         r = xi - a_new * zi - c_new
         sigma = 1.4826 * np.median(np.abs(r)) + 1e-12
         u = np.abs(r) / (cfg.huber_k * sigma)
@@ -170,9 +184,7 @@ def _fit(x_rel: np.ndarray, z: np.ndarray, cfg: AlignConfig, seed: int, region: 
         keep = np.abs(r) <= cfg.final_sigmas * sigma
         if keep.sum() < 2:
             break
-        A = np.stack([z[keep], np.ones(int(keep.sum()))], 1)
-        sol, *_ = np.linalg.lstsq(A, x_rel[keep], rcond=None)
-        a, c = float(sol[0]), float(sol[1])
+        a, c = _line_fit(z[keep], x_rel[keep])
     if not (np.isfinite(a) and np.isfinite(c)) or a <= 0:
         raise _failed(f"depth alignment: degenerate fit over the {where} (scale {1 / a if a else float('inf'):.3g})",
                       "sign")
