@@ -140,24 +140,35 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
         observation = env.render_rgbd()
     except Dream2FlowError as exc:
         return fail_all("scene", exc)
+    prefetch: list[Any] = []
+
+    def _start_grasps(mask: np.ndarray) -> None:  # grasp proposals need only D0 and the mask (issue 21)
+        from dream2flow.planning.grasp_prefetch import GraspPrefetch
+
+        prefetch.append(GraspPrefetch(observation, mask, variants[methods[0]][1]))
+
+    # with the box given, I0 is segmented and the grasps proposed while the video is generated
+    box0, early_mask = None, None
+    if inputs == "privileged":
+        from dream2flow.flow.early import segment_early
+
+        try:
+            box0 = tuple(int(v) for v in env.object_box())
+            early_mask = segment_early(perception.segmenter(seed), observation, box0, then=_start_grasps)
+        except Dream2FlowError:  # left for the flow stage to report
+            box0, early_mask = None, None
     try:
         generated = shared.run("video", lambda: env.generate_video(artifacts, num_frames=num_frames, seed=seed))
     except Dream2FlowError as exc:
         return fail_all("video", exc)
 
-    prefetch: list[Any] = []
-
-    def _start_grasps(mask: np.ndarray) -> None:  # proposals run while the tracker runs (issue 21)
-        from dream2flow.planning.grasp_prefetch import GraspPrefetch
-
-        prefetch.append(GraspPrefetch(observation, mask, variants[methods[0]][1]))
-
     def _flow() -> Any:
         if inputs == "privileged":  # the simulator's truth, labelled as such in every report
             return perceive_flow(generated.video, observation, perception=perception,
-                                 box=tuple(int(v) for v in env.object_box()), video_depth=generated.rel_depth,
-                                 thumb_px=generated.thumb_px, prompt=env.object_prompt, num_points=num_points,
-                                 seed=seed, on_mask=_start_grasps)
+                                 box=box0 if box0 is not None else tuple(int(v) for v in env.object_box()),
+                                 video_depth=generated.rel_depth, thumb_px=generated.thumb_px,
+                                 prompt=env.object_prompt, num_points=num_points, seed=seed,
+                                 mask=early_mask, on_mask=None if early_mask is not None else _start_grasps)
         return perceive_flow(generated.video, observation, perception=perception, prompt=env.object_prompt,
                              num_points=num_points, seed=seed, on_mask=_start_grasps)
 

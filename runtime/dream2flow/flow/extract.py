@@ -84,7 +84,7 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
                  num_points: int = DEFAULT_NUM_POINTS, seed: int = 0, segmenter: Segmenter | None = None,
                  tracker: PointTracker | None = None, config: FlowConfig | None = None,
                  progress: Callable[[str, float], None] | None = None,
-                 on_mask: Callable[[np.ndarray], None] | None = None) -> FlowResult:
+                 on_mask: Callable[[np.ndarray], None] | None = None, mask: Any = None) -> FlowResult:
     """Video (frame 0 ~ I0) + RGB-D of I0 + object box (x0,y0,x1,y1 px in I0) + video depth (a
     ``VideoDepth`` or a relative depth array [T,H,W]) -> ``FlowResult``.
 
@@ -94,7 +94,10 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
     fraction)`` is called as each perception role starts ("video_depth", "segment", "sample",
     "track", "align", "lift", "filter"); it may raise to stop the extraction (a cancel).
     ``on_mask(mask)`` is called with the object mask [H,W] bool as soon as it exists, before tracking
-    (e.g. to start grasp proposals while the tracker runs: ``planning.grasp_prefetch``).
+    (e.g. to start grasp proposals while the tracker runs: ``planning.grasp_prefetch``). ``mask``: the
+    segmenter's mask of I0 [H,W] bool computed beforehand, or a future of it (``flow.early``: I0 and
+    the box exist before the video does, so the segmentation can run while the video is made or
+    decoded); ``segmenter`` then only names it, and ``timings_s["segment"]`` is the wait for it.
     """
     from dream2flow.perception.classical import ClassicalLKTracker, GivenVideoDepth, sample_query_points
     from dream2flow.perception.rgbd_segmenter import RGBDSegmenter
@@ -121,7 +124,11 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
 
     report("segment", 0.3)
     t0 = time.perf_counter()
-    mask = np.asarray(seg(rgbd.rgb, box_f, depth_m=rgbd.depth_m), dtype=bool)
+    if mask is None:
+        mask = seg(rgbd.rgb, box_f, depth_m=rgbd.depth_m)
+    elif hasattr(mask, "result"):  # started before the video was there: wait for it
+        mask = mask.result()
+    mask = np.asarray(mask, dtype=bool)
     timings["segment"] = time.perf_counter() - t0
     if mask.shape != (H, W):
         raise PerceptionFailed(f"segmenter {seg.name} returned a {list(mask.shape)} mask for a {W}x{H} image")

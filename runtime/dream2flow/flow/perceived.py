@@ -98,11 +98,11 @@ def perceive_flow(video: Video, rgbd: RGBD, *, perception: "Perception", box: An
                   num_points: int = 256, seed: int = 0, fit: "Fit | None" = None, check_first_frame: bool = True,
                   find_thumb: bool = True, config: FlowConfig | None = None,
                   progress: Callable[[str, float], None] | None = None,
-                  on_mask: Callable[[np.ndarray], None] | None = None) -> PerceivedFlow:
+                  on_mask: Callable[[np.ndarray], None] | None = None, mask: Any = None) -> PerceivedFlow:
     """See the module docstring. ``box``, ``video_depth``, ``thumb_px``: overrides (None = perceive
     it); ``prompt``: the object prompt (needed without a box); ``fit``: how the video was fitted to
-    the camera (``video.fit``; its padding is excluded from the checks and the depth); ``on_mask``: see
-    ``extract_flow``."""
+    the camera (``video.fit``; its padding is excluded from the checks and the depth); ``on_mask``,
+    ``mask`` (I0's segmentation by ``perception.segmenter(seed)``, made beforehand): see ``extract_flow``."""
     from dream2flow.video.first_frame import check_first_frame as check_ff
 
     timings: dict[str, float] = {}
@@ -147,7 +147,7 @@ def perceive_flow(video: Video, rgbd: RGBD, *, perception: "Perception", box: An
 
     result = extract_flow(video, rgbd, box_f, vd, num_points=num_points, seed=seed,
                           segmenter=perception.segmenter(seed), tracker=perception.tracker(), config=config,
-                          progress=progress, on_mask=on_mask)
+                          progress=progress, on_mask=on_mask, mask=mask)
     timings.update(result.timings_s)
 
     thumb_source = None
