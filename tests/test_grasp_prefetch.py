@@ -57,3 +57,38 @@ def test_the_grasp_settings_list_is_complete() -> None:
     src = Path(grasps.__file__).read_text()
     used = set(re.findall(r"\bcfg\.([a-z_][a-z0-9_]*)", src)) | set(re.findall(r"\bconfig\.([a-z_][a-z0-9_]*)", src))
     assert used and used <= set(grasps.GRASP_CONFIG_FIELDS), used - set(grasps.GRASP_CONFIG_FIELDS)
+
+
+def test_a_dead_worker_means_the_planner_proposes_the_grasps(monkeypatch) -> None:
+    from dream2flow.planning import grasp_prefetch
+
+    task = synthetic.make_task("block")
+    mask = default_object_mask(task.flow, task.rgbd)
+    plain = plan_from_flow(task.flow, task.rgbd, object_mask=mask)
+    broken = grasp_prefetch._Worker()
+    monkeypatch.setattr(grasp_prefetch, "_WORKER", broken)
+    monkeypatch.setattr(grasp_prefetch.sys, "executable", "/nonexistent/python")  # the worker cannot start
+    pre = GraspPrefetch(task.rgbd, mask)
+    got = plan_from_flow(task.flow, task.rgbd, object_mask=mask, prefetch=pre)
+    assert not got.meta["timing"]["grasps_prefetched"] and _same(plain, got)
+    broken.close()
+
+
+def test_the_worker_process_answers_errors_and_survives() -> None:
+    """A job that fails in the worker comes back as its exception; the next job is served."""
+    from dream2flow.planning import grasp_prefetch
+
+    task = synthetic.make_task("block")
+    mask = default_object_mask(task.flow, task.rgbd)
+    w = grasp_prefetch._Worker()
+    try:
+        bad = w.submit(task.rgbd, mask[:5], load_planner_config())  # a mask of the wrong size
+        try:
+            bad.result(timeout=120)
+            raise AssertionError("expected an error")
+        except (ValueError, IndexError):
+            pass
+        obj, normals, scene, cam, grasps = w.submit(task.rgbd, mask, load_planner_config()).result(timeout=120)
+        assert len(obj) > 5 and len(grasps) > 0
+    finally:
+        w.close()

@@ -126,6 +126,9 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
     # JAX and the compiled solvers load on the other core while the scene renders and the flow is
     # extracted; the plan stage waits for whatever is left of it (issue 21)
     warm = warm_in_background(methods=tuple(dict.fromkeys(b for b, _ in variants.values())), num_points=num_points)
+    from dream2flow.planning.grasp_prefetch import start_worker
+
+    start_worker()  # the grasp-proposal process starts up meanwhile too
     out = Path(out_dir) if out_dir else None
     shared = _StageRunner(progress, cancel)
     results: list[MethodResult] = []

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from dream2flow.errors import InvalidInput, PlanningFailed, Unreachable
+from dream2flow.errors import Dream2FlowError, InvalidInput, PlanningFailed, Unreachable
+from dream2flow.log import get_logger
 from dream2flow.nanstats import nanmedian
 from dream2flow.planning import assemble, flowprep
 from dream2flow.planning.kinematics import fk_tcp_np
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from dream2flow.planning.grasp_prefetch import GraspPrefetch
     from dream2flow.planning.config import PlannerConfig
     from dream2flow.types import RGBD, ObjectFlow
+
+log = get_logger("planning.planner")
 
 METHODS = ("dream2flow", "rigid_avdc", "rigid_rigvid")
 ALIASES = {"rigid": "rigid_rigvid"}
@@ -193,8 +196,14 @@ def plan_from_flow(flow: "ObjectFlow", rgbd: "RGBD", *, q0: np.ndarray | None = 
     t_g = time.perf_counter()
     prefetched = prefetch is not None and prefetch.matches(rgbd, mask, cfg)
     if prefetched:
-        obj, normals, scene, cam, grasps = prefetch.result()
-    else:
+        try:
+            obj, normals, scene, cam, grasps = prefetch.result()
+        except Dream2FlowError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (the worker process died or could not start: compute here)
+            log.warning("grasp prefetch failed (%s: %s); proposing grasps here", type(exc).__name__, exc)
+            prefetched = False
+    if not prefetched:
         obj, normals, scene, cam = clouds_from_rgbd(rgbd, mask)
     if len(obj) < 5:
         raise PlanningFailed(f"the object has only {len(obj)} valid depth points in D0")
