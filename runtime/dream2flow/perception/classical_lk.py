@@ -27,7 +27,7 @@ Arrays stay full: a point never leaves the [T,n] arrays, it is only marked invis
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 import numpy as np
 
@@ -208,9 +208,16 @@ class ClassicalLKTracker:
         vis[0] = self._inside(q, W, H)
         active = vis[0].copy()
         last_t = np.zeros(n, np.int64)  # frame where each point was last visible
-        prev_f = grays[0].astype(np.float32)
+        floats: dict[int, np.ndarray] = {}  # float32 frames for the patch checks, each converted once
+
+        def as_float(k: int) -> np.ndarray:
+            if k not in floats:
+                floats[k] = grays[k].astype(np.float32)
+            return floats[k]
+
+        prev_f = as_float(0)
         for t in range(1, T):
-            cur_f = grays[t].astype(np.float32)
+            cur_f = as_float(t)
             tracks[t] = tracks[t - 1]
             idx = np.flatnonzero(active)
             if len(idx):
@@ -230,7 +237,10 @@ class ClassicalLKTracker:
                 last_t[idx[ok]] = t
             lost = np.flatnonzero(~active & vis[: t].any(0))
             if self.reacquire and len(lost):
-                self._reacquire(grays, t, lost, tracks, vis, active, last_t, W, H)
+                self._reacquire(grays, t, lost, tracks, vis, active, last_t, W, H, as_float)
+            keep = {t, *np.unique(last_t[~active & vis[: t + 1].any(0)]).tolist()}  # frames a retry can start from
+            for k in [k for k in floats if k not in keep]:
+                del floats[k]
             prev_f = cur_f
         return Tracks(tracks_px=tracks.astype(np.float32), visible=vis)
 
@@ -263,8 +273,9 @@ class ClassicalLKTracker:
         return tracks[lt, group] + vel * (t - lt), 2.0 * self.win_size
 
     def _reacquire(self, grays: list[np.ndarray], t: int, lost: np.ndarray, tracks: np.ndarray, vis: np.ndarray,
-                   active: np.ndarray, last_t: np.ndarray, W: int, H: int) -> None:
-        cur_f = None
+                   active: np.ndarray, last_t: np.ndarray, W: int, H: int,
+                   as_float: Callable[[int], np.ndarray] | None = None) -> None:
+        as_float = as_float or (lambda k: grays[k].astype(np.float32))
         unanchored: list[tuple[np.ndarray, np.ndarray, int]] = []  # (points, their predictions, last seen)
         for lt in np.unique(last_t[lost]):
             if not self._retry_now(t - int(lt)):
@@ -282,10 +293,8 @@ class ClassicalLKTracker:
             ok &= self._inside(p1, W, H) & (np.linalg.norm(p1 - pred[try_], axis=1) <= max_dev)
             if not ok.any():
                 continue
-            if cur_f is None:
-                cur_f = grays[t].astype(np.float32)
             k = np.flatnonzero(ok)
-            ncc = self._ncc(self._patches(grays[lt].astype(np.float32), p_last[k]), self._patches(cur_f, p1[k]))
+            ncc = self._ncc(self._patches(as_float(int(lt)), p_last[k]), self._patches(as_float(t), p1[k]))
             ok[k[ncc < self.reacquire_min_ncc]] = False
             won = g[ok]
             tracks[t, won] = p1[ok]
