@@ -56,3 +56,20 @@ def test_early_segmentation_failure_is_raised_by_the_flow_stage(scene) -> None:
             extract_flow(scene.video(), scene.rgbd0(), scene.box(), rel, num_points=32, seed=0, segmenter=seg,
                          mask=fut)
     assert not called  # no grasps proposed on an empty or failed mask
+
+
+def test_on_mask_gets_the_mask_before_tracking(scene) -> None:
+    seen: list = []
+
+    class Tracker:  # records whether the mask was handed over before it was called
+        name = "probe"
+
+        def __call__(self, video, query):
+            from dream2flow.perception.classical import ClassicalLKTracker
+
+            seen.append(("track", len(seen)))
+            return ClassicalLKTracker()(video, query)
+
+    res = extract_flow(scene.video(), scene.rgbd0(), scene.box(), scene.rel_depth(noise=0.005, seed=0),
+                       num_points=32, seed=0, tracker=Tracker(), on_mask=lambda m: seen.append(("mask", m)))
+    assert [k for k, _ in seen] == ["mask", "track"] and np.array_equal(seen[0][1], res.mask)
