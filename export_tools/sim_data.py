@@ -12,15 +12,15 @@ Per scene (task, seed): the task's own randomisation (poses, sizes, colours, tex
 
 - ``i0``: what the robot camera sees before the task (robot visible, object at rest);
 - ``robot_moved``: robot visible, the object at a random point of a generated path;
-- ``path``: robot hidden (as in a generated video), the object at stratified random points
-  of the generator's scripted path (``task.video_path`` + ``set_progress``), so articulated and
+- ``path``: robot hidden (as in a generated video), the object at rest (the video's first
+  frame) and at stratified random points of the generator's scripted path (``task.video_path`` + ``set_progress``), so articulated and
   moved states are covered.
 
 Each frame keeps RGB (uint8), metric depth (float16 m, 0 = nothing), the task object's mask and
 its tight box. A scene is cached as one ``.npz`` under ``--cache`` (default ``/tmp/d2f_simdata``),
 so each scene is rendered once; the cache is never committed.
 
-    python export_tools/sim_data.py --split train --per-task 40 --cache /tmp/d2f_simdata
+    python export_tools/sim_data.py --split train --per-task 25 --cache /tmp/d2f_simdata
 """
 
 from __future__ import annotations
@@ -110,7 +110,10 @@ def render_scene(task: str, seed: int, *, path_frames: int = 4, robot_moved: int
         progress.append(0.0)
         path = env.task_object.video_path(rng)
         todo = [(1, float(rng.uniform(0.05, 1.0)), True) for _ in range(robot_moved)]
-        todo += [(2, float((k + rng.uniform()) / path_frames), False) for k in range(path_frames)]
+        # the first generated-video frame at rest (s = 0: every video starts there, robot hidden), the
+        # others stratified over the path; without the rest frame a model learns "no robot -> moved"
+        todo += [(2, 0.0, False)] + [(2, float((k + rng.uniform()) / max(1, path_frames - 1)), False)
+                                     for k in range(path_frames - 1)]
         for kind, s, robot in todo:
             rgb, depth, mask = env.render_at_progress(s, path, robot=robot)
             rgbs.append(rgb)

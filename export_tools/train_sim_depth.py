@@ -36,6 +36,7 @@ WIDTH, HEIGHT = 256, 192
 WIDTHS = (16, 24, 32, 48, 64)  # U-Net channels per level (sim_nets.DepthNet)
 CROP = 128  # training crops (px of the model's input): the net is fully convolutional; crops cost 1/3 of a frame
 OBJECT_WEIGHT = 4.0
+STATIC_FIT_WEIGHT = 1.0  # the object under the static scene's fit (loss_fn)
 
 
 def prepare(scenes: Sequence[sim_data.SceneFrames]) -> dict[str, np.ndarray]:
@@ -107,14 +108,23 @@ def loss_fn(pred: Any, gt: Any, obj: Any) -> tuple[Any, dict[str, float]]:
         gx = (rr[..., :, 1:] - rr[..., :, :-1]).abs() * vv[..., :, 1:] * vv[..., :, :-1]
         gy = (rr[..., 1:, :] - rr[..., :-1, :]).abs() * vv[..., 1:, :] * vv[..., :-1, :]
         grad = grad + (gx.sum() + gy.sum()) / vv.sum().clamp_min(1.0)
-    total = l1 + 0.5 * grad
-    return total, {"l1_rel": float(l1), "grad": float(grad)}
+    # What the flow stage needs (flow.align: the static scene's fit scales the object): the object's
+    # depth right under an (s, b) fitted on the rest of the image alone
+    bg = valid * (1.0 - obj.float())
+    sb, bb = align_ls(pred, gt, bg * inv * inv)
+    ro = (sb[:, None, None] * pred + bb[:, None, None] - gt) * inv
+    wo = valid * obj.float()
+    has = (wo.sum((1, 2)) > 20) & (bg.sum((1, 2)) > 200)
+    l_obj = ((wo * ro.abs()).sum((1, 2)) / wo.sum((1, 2)).clamp_min(1.0) * has.float()).sum() / has.sum().clamp_min(1)
+    total = l1 + 0.5 * grad + STATIC_FIT_WEIGHT * l_obj
+    return total, {"l1_rel": float(l1.detach()), "grad": float(grad.detach()), "obj_static": float(l_obj.detach())}
 
 
 def metrics(pred: np.ndarray, gt: np.ndarray, obj: np.ndarray) -> dict[str, float]:
-    """AbsRel, delta<1.25 after per-image least-squares scale/shift (all valid pixels), and the
-    object pixels' AbsRel under that same fit; means over images."""
-    absrel, d125, obj_absrel = [], [], []
+    """AbsRel, delta<1.25 after per-image least-squares scale/shift (all valid pixels), the
+    object pixels' AbsRel under that same fit and under a fit on the other pixels alone (how the
+    flow stage scales the object); means over images."""
+    absrel, d125, obj_absrel, obj_static = [], [], [], []
     for p, g, o in zip(pred, gt, obj):
         v = g > 0
         A = np.stack([p[v], np.ones(int(v.sum()))], 1).astype(np.float64)
@@ -126,8 +136,14 @@ def metrics(pred: np.ndarray, gt: np.ndarray, obj: np.ndarray) -> dict[str, floa
         ov = v & o
         if ov.sum() > 10:
             obj_absrel.append(float(np.mean(np.abs(a[ov] - g[ov]) / g[ov])))
+            bv = v & ~o
+            A = np.stack([p[bv], np.ones(int(bv.sum()))], 1).astype(np.float64)
+            sb, bb = np.linalg.lstsq(A, g[bv].astype(np.float64), rcond=None)[0]
+            obj_static.append(float(np.mean(np.abs(sb * p[ov] + bb - g[ov]) / g[ov])))
     return {"absrel": float(np.mean(absrel)), "delta125": float(np.mean(d125)),
-            "object_absrel": float(np.mean(obj_absrel)) if obj_absrel else float("nan"), "images": len(absrel)}
+            "object_absrel": float(np.mean(obj_absrel)) if obj_absrel else float("nan"),
+            "object_absrel_static_fit": float(np.mean(obj_static)) if obj_static else float("nan"),
+            "images": len(absrel)}
 
 
 def predict(model: Any, rgb: np.ndarray, batch: int = 16) -> np.ndarray:
@@ -147,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     from export_tools.sim_nets import DepthNet, count_params
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = sim_train.parser(__doc__.split("\n\n")[0], steps=1200, batch=8, per_task=40, val_per_task=10)
+    ap = sim_train.parser(__doc__.split("\n\n")[0], steps=2000, batch=8, per_task=25, val_per_task=3)
     args = sim_train.finish_args(ap, ap.parse_args(argv))
     name = args.name or NAME
     torch.set_num_threads(args.threads)
@@ -180,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
         if step % log_every == 0 or step == args.steps - 1:
             print(f"[depth] step {step + 1}/{args.steps} loss {float(loss):.4f} rel {100 * parts['l1_rel']:.2f} % "
+                  f"object|static {100 * parts['obj_static']:.2f} % "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
     t_train = time.perf_counter() - t0
     val = metrics(predict(model, va["rgb"]), va["depth"], va["obj"])
@@ -198,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         "val_metrics": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in val.items()},
         "loss": "scale-and-shift-invariant relative L1 (per-image least-squares s, b) + 0.5 x multi-scale gradient "
                 "matching; "
-                f"object pixels x{OBJECT_WEIGHT:g}",
+                f"object pixels x{OBJECT_WEIGHT:g}; + {STATIC_FIT_WEIGHT:g} x the object's relative L1 under an (s, b) "
+                "fitted on the other pixels alone (the flow stage scales the object by the static scene)",
     }
     sim_train.ship(model, (example,), name=name, role="video_depth", out=args.out, script="train_sim_depth.py",
                    argv=argv, input_names=["pixel_values"], output_names=["relative_depth"],
