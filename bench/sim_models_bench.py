@@ -18,8 +18,11 @@ as ``dream2flow flow`` reads it. Per scene it measures
   ``privileged_dis`` (same with the DIS tracker), ``sim_depth`` / ``sim_depth_noalign`` (truth box,
   the depth model, with / without the per-frame static-scene alignment; ``sim_depth_maskfit``: with
   it, but the object's scale fitted on its own pixels instead of the static scene's), ``simrel_noalign``
-  (privileged without that alignment), and ``perceived`` / ``perceived_dis`` /
-  ``perceived_noalign`` (everything from the sim models: detector box, sim segmenter, depth model).
+  (privileged without that alignment), ``perceived_simrel`` (the detector's box and the sim
+  segmenter with the simulator's relative depth: the error of detection + segmentation + tracking
+  alone), and ``perceived`` / ``perceived_maskfit`` / ``perceived_dis`` / ``perceived_noalign``
+  (everything from the sim models: detector box, sim segmenter, depth model; maskfit: the object's
+  scale and shift fitted on its own pixels).
 
 Prints JSON lines (one per scene and variant, then a summary per task and variant with ratios to
 ``privileged`` measured in the same process).
@@ -44,9 +47,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT_START = 60000  # export_tools/sim_data.SPLITS["heldout"]
 TASKS = ("bread_in_bowl", "open_drawer", "open_oven", "open_door")
-VARIANTS = ("privileged", "privileged_dis", "simrel_noalign", "sim_depth", "sim_depth_maskfit", "sim_depth_noalign",
-            "perceived",
-            "perceived_dis", "perceived_noalign")
+VARIANTS = ("privileged", "privileged_dis", "simrel_noalign", "perceived_simrel", "sim_depth", "sim_depth_maskfit",
+            "sim_depth_noalign", "perceived", "perceived_maskfit", "perceived_dis", "perceived_noalign")
 
 
 def emit(rows: list[dict[str, Any]], **kw: Any) -> None:
@@ -103,6 +105,7 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray, obj: np.ndarray, static: np.
 
 
 def run_scene(task: str, seed: int, num_frames: int, perc: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """One held-out scene: depth, segment and detect rows, then a flow row per variant in ``perc["variants"]``."""
     from dream2flow import sim
     from dream2flow.errors import Dream2FlowError
     from dream2flow.flow.align import FrameAlignConfig
@@ -164,11 +167,15 @@ def run_scene(task: str, seed: int, num_frames: int, perc: dict[str, Any], rows:
         "sim_depth": (box_priv, rel_model, None, lk, None),
         "sim_depth_maskfit": (box_priv, rel_model, None, lk, mask_fit),
         "sim_depth_noalign": (box_priv, rel_model, None, lk, no_align),
+        "perceived_simrel": (det_box, gen.rel_depth, perc["segmenter"], lk, None),
         "perceived": (det_box, rel_model, perc["segmenter"], lk, None),
+        "perceived_maskfit": (det_box, rel_model, perc["segmenter"], lk, mask_fit),
         "perceived_dis": (det_box, rel_model, perc["segmenter"], dis, None),
         "perceived_noalign": (det_box, rel_model, perc["segmenter"], lk, no_align),
     }
     for name, (box, rel, seg, trk, cfg) in variants.items():
+        if name not in perc["variants"]:
+            continue
         row: dict[str, Any] = {"variant": name}
         try:
             if box is None:
@@ -210,6 +217,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         base_med = None
         for v in VARIANTS:
             fl = [r for r in sel if r["kind"] == "flow" and r["variant"] == v]
+            if not fl:
+                continue
             ok = [r for r in fl if r["ok"]]
             med = float(np.median([r["median_err_m"] for r in ok])) if ok else None
             if v == "privileged":
@@ -231,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5, help="held-out scenes per task (seeds 60000..; default 5)")
     ap.add_argument("--frames", type=int, default=48, help="video frames (default 48, as eval)")
     ap.add_argument("--models-dir", type=Path, default=ROOT / "exported_models")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="flow variants to run (default: all)")
     ap.add_argument("--json", type=Path, help="also write every row and the summary to this file")
     ap.add_argument("--quick", action="store_true", help="one task, one seed, 12 frames")
     args = ap.parse_args(argv)
@@ -238,12 +248,15 @@ def main(argv: list[str] | None = None) -> int:
         args.tasks, args.seeds, args.frames = "open_drawer", 1, 12
     if not 1 <= args.seeds <= 1000 or not 8 <= args.frames <= 600:
         ap.error("--seeds must be in [1, 1000] and --frames in [8, 600]")
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    if not variants or set(variants) - set(VARIANTS):
+        ap.error(f"--variants must name some of {', '.join(VARIANTS)}")
     from dream2flow.perception.engine import InferenceEngine
     from dream2flow.perception.sim_models import SimBoxSegmenter, SimDetector, SimVideoDepth
 
     engine = InferenceEngine(args.models_dir / "manifest.toml", models_dir=args.models_dir)
     perc = {"depth": SimVideoDepth(engine, "sim_video_depth"), "segmenter": SimBoxSegmenter(engine, "sim_segmenter"),
-            "detector": SimDetector(engine, "sim_detector")}
+            "detector": SimDetector(engine, "sim_detector"), "variants": variants}
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for task in args.tasks.split(","):

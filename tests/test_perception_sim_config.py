@@ -1,9 +1,9 @@
 """Issue 14: the shipped sim-trained models through the one perception factory
 (``hw/perception.sim.toml``), ``models check --shipped`` (acceptance 1), and acceptance 2:
 ``dream2flow flow --perception hw/perception.sim.toml --prompt P`` (no --box, no --video-depth) on
-simulator renders from held-out seeds, against the ground-truth flow. Acceptance 2's 1.5 cm is not
-reached by the shipped stand-ins (an expected failure naming the measured numbers); what they do
-reach is tested on the drawer."""
+simulator renders from held-out seeds, against the ground-truth flow. Acceptance 2's 1.5 cm is
+asserted where the shipped stand-ins reach it (open_drawer, open_oven) and a strict expected failure
+naming the measured numbers where they do not (bread_in_bowl, open_door)."""
 
 from __future__ import annotations
 
@@ -114,12 +114,19 @@ def test_perceived_flow_of_the_drawer_runs_on_the_sim_models(renders, tmp_path: 
     assert err["median_err_m"] < 0.03 and err["visible_fraction"] > 0.3, err
 
 
+# Acceptance 2 per task on its held-out seed (60500 + the task's index), measured with the shipped weights
+# (bench/results/sim_models.md): open_drawer 11.9 mm, open_oven 9.5 mm pass; bread_in_bowl 31.1 mm and
+# open_door 18.3 mm do not (the depth model's error on the moving object: with the simulator's relative
+# depth the same perceived box and mask give 1.4-3.2 mm). Strict: a retrained model that passes turns the
+# expected failure into an error, so the marker is removed with it.
+_NOT_MET = pytest.mark.xfail(reason="issue 14 acceptance 2 not met by the shipped sim_video_depth on this task "
+                                    "(held-out median 3D error above 15 mm; bench/results/sim_models.md)", strict=True)
+
+
 @pytest.mark.slow
 @pytest.mark.sim
-@pytest.mark.xfail(reason="issue 14 acceptance 2 is NOT met by the shipped stand-ins: held-out median 3D error "
-                          "~15-18 mm on the articulated tasks and ~0.1 m on bread_in_bowl (bench/sim_models_bench.py; "
-                          "README)", strict=False)
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", [pytest.param("bread_in_bowl", marks=_NOT_MET), "open_drawer", "open_oven",
+                                  pytest.param("open_door", marks=_NOT_MET)])
 def test_acceptance_2_perceived_flow_within_15mm(renders, task: str, tmp_path: Path) -> None:
     r, err = _perceived_flow(renders, task, tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
