@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     from export_tools.sim_nets import DepthNet, count_params
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = sim_train.parser(__doc__.split("\n\n")[0], steps=2000, batch=8, per_task=25, val_per_task=3)
+    ap = sim_train.parser(__doc__.split("\n\n")[0], steps=3000, batch=8, per_task=25, val_per_task=3)
     args = sim_train.finish_args(ap, ap.parse_args(argv))
     name = args.name or NAME
     torch.set_num_threads(args.threads)
