@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         opt.step()
         if step % log_every == 0 or step == args.steps - 1:
-            print(f"[depth] step {step + 1}/{args.steps} loss {float(loss):.4f} rel {100 * parts['l1_rel']:.2f} % "
+            print(f"[depth] step {step + 1}/{args.steps} loss {float(loss.detach()):.4f} rel {100 * parts['l1_rel']:.2f} % "
                   f"object|static {100 * parts['obj_static']:.2f} % "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
     t_train = time.perf_counter() - t0

@@ -72,6 +72,19 @@ def test_quick_recipe_ships_every_model_with_its_record(quick: Path) -> None:
         assert json.loads((quick / f"{name}.spec.json").read_text())["sha256"] == spec.sha256
 
 
+def test_training_scenes_hold_a_generated_video_frame_at_rest(quick: Path) -> None:
+    """Every scene's robot-hidden (generated-video) frames start at rest (s = 0) and then move along the
+    path: a depth model that saw the resting object only with the robot in view misplaced it in a video."""
+    from export_tools import sim_data
+
+    paths = sorted((quick / "cache" / "train").glob("*.npz"))
+    assert len(paths) == len(sim_data.TASKS)
+    for p in paths:
+        sf = sim_data.load_scene(p)
+        path_s = sf.progress[sf.kind == sim_data.FRAME_KINDS.index("path")]
+        assert len(path_s) == sim_data.SPLIT_FRAMES["train"][0] and path_s[0] == 0.0 and (path_s[1:] > 0).all(), p
+
+
 def test_models_check_verifies_the_quick_models(quick: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "dream2flow.cli", "models", "check", "--models-dir", str(quick)],
                        capture_output=True, text=True, timeout=300)
