@@ -20,11 +20,15 @@ its denoised current points, the start ``t*`` / end of the motion, and the time-
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dream2flow.nanstats import nanpercentile
 from dream2flow.planning import rigid
+
+if TYPE_CHECKING:
+    from dream2flow.planning.articulation import Articulation
 
 
 @dataclass
@@ -173,6 +177,23 @@ def time_warp(P: np.ndarray, V: np.ndarray, t_start: int, t_end: int, H: int) ->
 
 
 ARTICULATION_MODES = ("off", "complete", "project")
+HINGE_TRACK_MIN_MOTION_M = 0.01   # a track moving less than this cannot help locate a hinge
+HINGE_TRACK_MIN_FRACTION = 0.1    # ... nor one moving less than this fraction of the grasped part
+
+
+def object_hinge(P: np.ndarray, V: np.ndarray, part: PartMotion, *,
+                 max_residual_revolute: float = 0.15) -> Articulation | None:
+    """The hinge the grasped ``part`` turns on, located from every track of the object that moves
+    (``articulation.fit_object_hinge``; None when they do not turn about one axis together with the
+    part). Tracks that stay put (a cabinet in the object's mask) are left out."""
+    from dream2flow.planning import articulation
+
+    motion = point_motion(P, V)
+    part_motion = float(np.percentile(motion[part.ids], 90)) if len(part.ids) else 0.0
+    moving = motion >= max(HINGE_TRACK_MIN_MOTION_M, HINGE_TRACK_MIN_FRACTION * part_motion)
+    ids = np.union1d(np.flatnonzero(moving), part.ids)
+    return articulation.fit_object_hinge(P, V, ids, part.ids, max_residual_revolute=max_residual_revolute)
+
 
 
 @dataclass
@@ -227,7 +248,11 @@ def part_targets(P: np.ndarray, V: np.ndarray, part: PartMotion, *, horizon: int
     if mode != "off":
         reliable = articulation.reliable_frames(Vp.sum(1))
         fit_kw = {"max_residual": max_residual, "max_residual_revolute": max_residual_revolute}
-        comp = articulation.complete_motion(part.T, part.X0, reliable, **fit_kw)
+        hinge = object_hinge(P, V, part, max_residual_revolute=max_residual_revolute)
+        if hinge is not None:
+            comp = articulation.complete_from_joint(hinge, part.T, reliable)
+        else:
+            comp = articulation.complete_motion(part.T, part.X0, reliable, **fit_kw)
         if comp.model is None and mode == "project" and reliable.sum() >= 3:
             art = articulation.fit_articulation(part.T, part.X0, reliable.astype(np.float64), **fit_kw)
             if art is not None:
