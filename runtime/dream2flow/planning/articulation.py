@@ -267,7 +267,7 @@ def spiral_fit(u: np.ndarray, X0: np.ndarray, P: np.ndarray, W: np.ndarray, *, i
 
 def fit_object_hinge(P: np.ndarray, V: np.ndarray, ids: np.ndarray, part_ids: np.ndarray, *,
                      max_residual_revolute: float = 0.15, max_size_change: float = 0.5,
-                     min_motion_m: float = 0.01) -> Articulation | None:
+                     max_hinge_gap: float = 0.3, min_motion_m: float = 0.01) -> Articulation | None:
     """A hinge located from every moving track of the object, not only the grasped part's.
 
     Why: the grasped part is often a few centimetres of handle far from the hinge; a hinge fitted
@@ -281,7 +281,9 @@ def fit_object_hinge(P: np.ndarray, V: np.ndarray, ids: np.ndarray, part_ids: np
     their angle by monotone interpolation, held after the last one.
 
     Accepted (else None) when the tracks turn at least ``MIN_REVOLUTE_ANGLE_RAD``, move at least
-    ``min_motion_m``, the size changes by at most ``max_size_change``, and both the moving tracks
+    ``min_motion_m``, the size changes by at most ``max_size_change``, the nearest track is within
+    ``max_hinge_gap`` x the farthest one's distance of the hinge line (a part is attached to its
+    hinge; a small object carried along an arc is not hinged at the arc's far centre), the moving tracks
     stay within ``max_residual_revolute`` x their motion of the model (in-plane distance plus the
     motion along the axis, which a hinge does not have), and so do the grasped part's tracks
     in the plane (the part turns with them: a second part moving on its own does not; its motion
@@ -325,11 +327,16 @@ def fit_object_hinge(P: np.ndarray, V: np.ndarray, ids: np.ndarray, part_ids: np
     Wp = W * on_part[None]
     resid_part = float((Wp * r).sum() / Wp.sum()) if Wp.sum() > 0 else np.inf  # in-plane: does it turn with them?
     motion_part = float(np.max(((Wp * disp).sum(1) / np.maximum(Wp.sum(1), 1e-12))[t_ok])) if Wp.sum() > 0 else 0.0
+    # a part is attached to its hinge: the tracks reach from near the hinge line to their far edge
+    # (a small object carried on a wide arc is "turned" about a far centre, and is not hinged there)
+    radial = np.linalg.norm(np.cross(X0 - c, u), axis=1)
+    span = (float(radial.min()), float(radial.max()))
     meta = {"located_by": "object tracks (spiral fit)", "tracks": int(len(ids)), "part_tracks": int(on_part.sum()),
+            "radius_range_m": [round(span[0], 4), round(span[1], 4)],
             "size_change_range": [round(float(size.min()), 4), round(float(size.max()), 4)],
             "residual_ratio": round(resid / max(motion, 1e-12), 4),
             "part_residual_ratio": round(resid_part / max(motion_part, 1e-12), 4)}
-    if (motion < min_motion_m or np.max(np.abs(size - 1.0)) > max_size_change
+    if (motion < min_motion_m or np.max(np.abs(size - 1.0)) > max_size_change or span[0] > max_hinge_gap * span[1]
             or resid > max_residual_revolute * motion or resid_part > max_residual_revolute * max(motion_part, 1e-12)):
         return None
     c = c - u * float(u @ (c - X0[on_part].mean(0) if on_part.any() else c - X0.mean(0)))
