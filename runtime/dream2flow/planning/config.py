@@ -55,7 +55,8 @@ class PlannerConfig:
     part_radius_m: float = 0.05       # flow points this close to the grasp seed the rigid part
     part_mode: str = "rigid_consistent"  # or "radius"
     part_rigid_tol_m: float = 0.012   # rigid-consistency: mean residual below this joins the part
-    articulation: str = "complete"    # dream2flow only: "off" | "complete" | "project" (flowprep.part_targets)
+    articulation: str = "project"     # dream2flow only: "off" | "complete" | "project" (flowprep.part_targets);
+                                      # project: a part on a fitted joint follows the joint (issue 18 tables)
     articulation_max_residual: float = 0.08  # a slide is used when it explains the part within this x its motion
     articulation_max_residual_revolute: float = 0.15  # a hinge: within this x its motion (articulation.py)
     completed_weight: float = 1.0     # weight of a completed (hidden, joint-placed) target vs an observed one
