@@ -229,9 +229,10 @@ def part_targets(P: np.ndarray, V: np.ndarray, part: PartMotion, *, horizon: int
     * ``project``: as ``complete``, and when a joint is fitted, every target is the part's points
       moved by that joint (the flow projected onto its articulation: a morphing video's drift
       off the hinge's circle is dropped).
-    Without a joint that explains the part's motion (a free pick-and-place), the hidden frames
-    are filled from the part's rigid motion interpolated across the gap, and ``project`` is
-    ``complete``."""
+    The joint: the hinge located from every moving track of the object (``object_hinge``) when it
+    explains the grasped part, else one fitted to the part's own rigid motion. Without a joint
+    that explains the part's motion (a free pick-and-place), the hidden frames are filled from the
+    part's rigid motion interpolated across the gap, and ``project`` is ``complete``."""
     from dream2flow.planning import articulation
 
     if mode not in ARTICULATION_MODES:
