@@ -107,6 +107,16 @@ def test_service_path_gives_the_same_result_as_the_direct_pipeline(tmp_path: Pat
                                  box=box, seed=seed, num_points=n, q0=np.asarray(backend.state().q)),
                       backend, out_dir=tmp_path / "direct", pictures=False)
     assert direct.ok, f"{direct.failed_stage}: {direct.error}"
+    # judged as the service judges (service/devices.py): the arm settles (steps until every joint is
+    # still, at most 2 s), then 1 s of physics, then the check; a plan whose retreat is skipped
+    # (the drawer pulled close to the base) leaves the open fingers by the handle, and the settling
+    # arm can nudge it by a fraction of a millimetre
+    rate_hz, t = 100.0, 0.0
+    while t < 2.0 and float(np.max(np.abs(np.asarray(backend.state().dq)))) >= 1e-3:
+        backend.step(1.0 / rate_hz)
+        t += 1.0 / rate_hz
+    for _ in range(int(rate_hz)):
+        backend.step(1.0 / rate_hz)
     direct_success = env.success()
 
     # Through the service: upload, submit, watch.
