@@ -214,6 +214,21 @@ class PartTargets:
     info: dict
 
 
+def _joint_miss(T_joint: np.ndarray, X0: np.ndarray, P: np.ndarray, V: np.ndarray) -> float:
+    """Mean distance of the observed tracks ``P`` [T,k,3] (where ``V``) to the part's points moved
+    by the joint, over the largest mean observed displacement: how much of what the video shows the
+    joint leaves out (a morphing drift: ~0.1; a part of static and swinging points: ~1)."""
+    W = np.asarray(V, dtype=bool) & np.isfinite(P).all(-1)
+    if not W.any():
+        return 0.0
+    Pn = np.nan_to_num(np.asarray(P, dtype=np.float64))
+    d = np.linalg.norm(rigid.apply(T_joint, X0) - Pn, axis=-1)
+    disp = np.linalg.norm(Pn - X0[None], axis=-1)
+    n = np.maximum(W.sum(1), 1)
+    motion = float(np.max((W * disp).sum(1) / n))
+    return float((W * d).sum() / W.sum()) / max(motion, 1e-9)
+
+
 def part_targets(P: np.ndarray, V: np.ndarray, part: PartMotion, *, horizon: int, static_tol_m: float,
                  mode: str = "off", max_residual: float = 0.08, max_residual_revolute: float = 0.15,
                  completed_weight: float = 1.0, part_tol_m: float = 0.012) -> PartTargets:
@@ -261,8 +276,18 @@ def part_targets(P: np.ndarray, V: np.ndarray, part: PartMotion, *, horizon: int
         info.update(comp.summary())
         T_use = comp.T
         if mode == "project" and comp.articulation is not None:
-            T_use = comp.articulation.transforms(comp.q)
-            info["projected"] = True
+            # a part-local joint is checked against the part's own tracks (the object hinge was, in
+            # fit_object_hinge, with the change of size it allows)
+            limit = max_residual_revolute if comp.articulation.kind == "revolute" else max_residual
+            miss = 0.0
+            if "located_by" not in comp.articulation.meta:
+                miss = _joint_miss(comp.articulation.transforms(comp.q), part.X0, Pp, Vp & reliable[:, None])
+                info["joint_miss_ratio"] = round(miss, 4)
+            if miss <= limit:
+                T_use = comp.articulation.transforms(comp.q)
+                info["projected"] = True
+            else:  # the part's own tracks do not move with the joint (e.g. a "part" that holds static
+                info["projected"] = False  # and moving points): following the joint would hide that
     t_star, t_end = motion_window(T_use, part.X0, static_tol_m)
     PH, VH, times = time_warp(Pp, Vp, t_star, t_end, horizon)
     WH = VH.astype(np.float64)
