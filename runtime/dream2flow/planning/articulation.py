@@ -24,8 +24,9 @@ A hinge is located better from the whole object than from the grasped part
 of the part's size about that axis allowed in each frame (``spiral_fit``: a morphing video grows
 or shrinks the panel as it swings; a rigid fit reads that as a translation and moves the hinge by
 centimetres, and a few centimetres of handle alone cannot pin an axis down at all). Measured on
-the morphing oven/door flows (seeds 9200-9209): the hinge 0.1-1.2 cm from the true one (the
-part-local fit 0.6-22 cm, axis tilted up to 70 deg). ``flowprep.part_targets`` uses it when it
+the morphing oven/door flows (seeds 9200-9209, ``bench/results/issue18/hinge_offsets.py``): the
+hinge 0.07-1.2 cm from the true one, axis within 2.7 deg (the part-local fit 0.8-33 cm, median
+7.9 cm, axis tilted up to 83 deg, accepted on 12 of 20). ``flowprep.part_targets`` uses it when it
 explains the grasped part, the part-local fit below otherwise (a slide, a free motion).
 
 The model whose points stay closest to the rigid fit's points (mean distance over the weighted
@@ -232,8 +233,8 @@ def spiral_fit(u: np.ndarray, X0: np.ndarray, P: np.ndarray, W: np.ndarray, *, i
     a turn by arg(a_t) about the centre ``c`` combined with a change of size |a_t| about it. A
     rigid turn about a hinge is the case |a_t| = 1; a video that changes the part's size as it
     swings (morphing) gives |a_t| != 1 about the same centre, which a rigid fit instead reads as
-    a translation, moving the hinge (measured: 2-3 cm on the morphing oven/door flows, this fit
-    0.3-2 cm). Alternating weighted least squares (a_t given c in closed form, then c given all
+    a translation, moving the hinge (measured on the morphing oven/door flows: 1-3.4 cm with the
+    object's moving tracks, this fit 0.07-1.2 cm). Alternating weighted least squares (a_t given c in closed form, then c given all
     a_t), Huber-reweighted (``delta_m``) so a few wrong tracks do not drag it.
 
     ``X0`` [k,3] frame-0 positions, ``P`` [T,k,3] tracks, ``W`` [T,k] >= 0 weights (0 = unused;
@@ -280,8 +281,8 @@ def fit_object_hinge(P: np.ndarray, V: np.ndarray, ids: np.ndarray, part_ids: np
     """A hinge located from every moving track of the object, not only the grasped part's.
 
     Why: the grasped part is often a few centimetres of handle far from the hinge; a hinge fitted
-    to it alone is poorly conditioned (its centre and axis tilt wander by 4-20 cm / up to 70 deg
-    on the morphing oven and door flows, seeds 9200-9209), while the panel's tracks from near the
+    to it alone is poorly conditioned (its centre and axis wander by up to 33 cm / 83 deg on the
+    morphing oven and door flows, seeds 9200-9209), while the panel's tracks from near the
     hinge to the free edge pin it down. ``ids`` [m] the tracks to use (the object's moving
     points), ``part_ids`` [k] the grasped part's (a subset of interest). Axis: the principal
     direction of the rotation of ``ids``' rigid motion (as ``fit_revolute``); centre and angle per
