@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-DEFAULT = ["morph_before", "morph_after", "morph_franka_after", "occl_after", "occl_door_after",
-           "clean_before", "clean_after", "part_after"]
+DEFAULT = ["morph_before", "morph_after", "morph_final", "occl_after", "occl_final",
+           "clean_before", "clean_after", "clean_final", "part_final"]
 
 
 def table(path: Path, reasons: bool = True) -> str:
