@@ -210,6 +210,13 @@ def test_a_motion_that_starts_elsewhere_than_primed_fades_from_there() -> None:
 
 
 # -- stops, gaps, a stalled loop -------------------------------------------------------------
+def _fci_extrapolate(applied: list[np.ndarray]) -> np.ndarray:
+    """The robot's next reference when it has no command for a cycle: constant acceleration from the
+    last three it applied (v += a·dt, q += v·dt)."""
+    h = np.array(applied[-3:])
+    return h[2] + ((h[2] - h[1]) / DT_S + (h[2] - 2 * h[1] + h[0]) / DT_S) * DT_S
+
+
 def _robot_side(player: StreamPlayer, gaps: np.ndarray, *, released=lambda k: 1e9, stop_at: int | None = None,
                 max_cycles: int = 20000) -> tuple[np.ndarray, bool]:
     """Run the player like the 1 kHz process; the robot extrapolates the cycles a gap skips at constant
@@ -220,9 +227,7 @@ def _robot_side(player: StreamPlayer, gaps: np.ndarray, *, released=lambda k: 1e
     while k < max_cycles and not fin:
         n = int(gaps[k % len(gaps)]) if k else 1
         for _ in range(n - 1 if applied else 0):
-            h = np.array(applied[-3:])
-            v = (h[2] - h[1]) / DT_S + (h[2] - 2 * h[1] + h[0]) / DT_S
-            applied.append(h[2] + v * DT_S)
+            applied.append(_fci_extrapolate(applied))
         cmd, fin = player.next(n, released(k), released(k) >= 1e9, stop_at is not None and k >= stop_at)
         applied.append(cmd)
         k += 1
@@ -248,24 +253,20 @@ def _fci_side(player: StreamPlayer, gaps: np.ndarray, drops: np.ndarray, *, tell
     cycle arrives after its 1 ms window, so the robot drops it and extrapolates that cycle as
     well. Each state carries (q_d, dq_d, ddq_d) (the reference the robot applied last, float32 on
     the wire), handed to the player when ``tell_q_d``."""
-    def extrapolate(h: list[np.ndarray]) -> np.ndarray:
-        a = np.array(h[-3:])
-        return a[2] + ((a[2] - a[1]) / DT_S + (a[2] - 2 * a[1] + a[0]) / DT_S) * DT_S
-
     applied: list[np.ndarray] = []
     fin = False
     k = 0
     while k < max_cycles and not fin:
         n = int(gaps[k % len(gaps)]) if k else 1
         for _ in range(n - 1 if applied else 0):
-            applied.append(extrapolate(applied))
+            applied.append(_fci_extrapolate(applied))
         ref = None
         if tell_q_d and applied:
             h = np.array(([applied[0]] * 2 + applied)[-3:])
             ref = tuple(x.astype(np.float32).astype(np.float64) for x in
                         (h[2], (h[2] - h[1]) / DT_S, (h[2] - 2 * h[1] + h[0]) / DT_S ** 2))
         cmd, fin = player.next(n, 1e9, True, False, ref)
-        applied.append(extrapolate(applied) if len(applied) >= 3 and drops[k % len(drops)] else cmd)
+        applied.append(_fci_extrapolate(applied) if len(applied) >= 3 and drops[k % len(drops)] else cmd)
         k += 1
     return np.array(applied), fin
 
