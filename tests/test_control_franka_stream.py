@@ -218,9 +218,13 @@ def _fci_extrapolate(applied: list[np.ndarray]) -> np.ndarray:
 
 
 def _robot_side(player: StreamPlayer, gaps: np.ndarray, *, released=lambda k: 1e9, stop_at: int | None = None,
+                drops: np.ndarray | None = None, tell_q_d: bool = False,
                 max_cycles: int = 20000) -> tuple[np.ndarray, bool]:
     """Run the player like the 1 kHz process; the robot extrapolates the cycles a gap skips at constant
-    acceleration (FCI's packet-loss rule). Returns the commands the robot applied, and finished."""
+    acceleration (FCI's packet-loss rule), and also the cycle of a command in a ``drops`` cycle (it
+    arrived after its 1 ms window: the FCI drops it). Each state carries (q_d, dq_d, ddq_d), the
+    reference the robot applied last (float32 on the wire), handed to the player when ``tell_q_d``.
+    Returns the commands the robot applied, and finished."""
     applied: list[np.ndarray] = []
     fin = False
     k = 0
@@ -228,8 +232,14 @@ def _robot_side(player: StreamPlayer, gaps: np.ndarray, *, released=lambda k: 1e
         n = int(gaps[k % len(gaps)]) if k else 1
         for _ in range(n - 1 if applied else 0):
             applied.append(_fci_extrapolate(applied))
-        cmd, fin = player.next(n, released(k), released(k) >= 1e9, stop_at is not None and k >= stop_at)
-        applied.append(cmd)
+        ref = None
+        if tell_q_d and applied:
+            h = np.array(([applied[0]] * 2 + applied)[-3:])
+            ref = tuple(x.astype(np.float32).astype(np.float64) for x in
+                        (h[2], (h[2] - h[1]) / DT_S, (h[2] - 2 * h[1] + h[0]) / DT_S ** 2))
+        cmd, fin = player.next(n, released(k), released(k) >= 1e9, stop_at is not None and k >= stop_at, ref)
+        dropped = drops is not None and len(applied) >= 3 and bool(drops[k % len(drops)])
+        applied.append(_fci_extrapolate(applied) if dropped else cmd)
         k += 1
     return np.array(applied), fin
 
@@ -247,30 +257,6 @@ def test_gaps_in_the_stream_are_rejoined_without_a_discontinuity() -> None:
     np.testing.assert_allclose(applied[-1], path[-1], atol=1e-12)
 
 
-def _fci_side(player: StreamPlayer, gaps: np.ndarray, drops: np.ndarray, *, tell_q_d: bool,
-              max_cycles: int = 20000) -> tuple[np.ndarray, bool]:
-    """Like ``_robot_side`` with the FCI's rule for a late command too: a command in a ``drops``
-    cycle arrives after its 1 ms window, so the robot drops it and extrapolates that cycle as
-    well. Each state carries (q_d, dq_d, ddq_d) (the reference the robot applied last, float32 on
-    the wire), handed to the player when ``tell_q_d``."""
-    applied: list[np.ndarray] = []
-    fin = False
-    k = 0
-    while k < max_cycles and not fin:
-        n = int(gaps[k % len(gaps)]) if k else 1
-        for _ in range(n - 1 if applied else 0):
-            applied.append(_fci_extrapolate(applied))
-        ref = None
-        if tell_q_d and applied:
-            h = np.array(([applied[0]] * 2 + applied)[-3:])
-            ref = tuple(x.astype(np.float32).astype(np.float64) for x in
-                        (h[2], (h[2] - h[1]) / DT_S, (h[2] - 2 * h[1] + h[0]) / DT_S ** 2))
-        cmd, fin = player.next(n, 1e9, True, False, ref)
-        applied.append(_fci_extrapolate(applied) if len(applied) >= 3 and drops[k % len(drops)] else cmd)
-        k += 1
-    return np.array(applied), fin
-
-
 def test_commands_the_robot_dropped_are_read_from_q_d_and_rejoined() -> None:
     """A command that reaches the robot after its 1 ms window is dropped and the cycle extrapolated
     (FCI's rule); right after a gap that happens easily (the process was just descheduled). The
@@ -284,12 +270,12 @@ def test_commands_the_robot_dropped_are_read_from_q_d_and_rejoined() -> None:
     drops = (gaps > 1) | (rng.random(5000) < 0.003)     # the first answer after every gap, and a few others
     drops = np.roll(drops, -1)                           # ...i.e. the answer just before a gap is the late one
     player = StreamPlayer(path, Q_SIM, FR3)
-    applied, fin = _fci_side(player, gaps, drops, tell_q_d=True)
+    applied, fin = _robot_side(player, gaps, drops=drops, tell_q_d=True)
     assert fin and player.gaps > 10 and player.dropped > 0 and not player.stopping and player.unexplained == 0
     assert check_1khz(applied, FR3, q_start=Q_SIM) is None
     np.testing.assert_allclose(applied[-1], path[-1], atol=1e-6)
     blind = StreamPlayer(path, Q_SIM, FR3)
-    applied, _ = _fci_side(blind, gaps, drops, tell_q_d=False)
+    applied, _ = _robot_side(blind, gaps, drops=drops)
     bad = check_1khz(applied, FR3, q_start=Q_SIM)
     assert bad is not None and bad.kind in ("acceleration", "jerk"), bad
 
