@@ -18,6 +18,7 @@ Clients send ``authorization: Bearer <token>`` metadata.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import hashlib
 import hmac
@@ -25,7 +26,7 @@ import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 import grpc
 
@@ -369,101 +370,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 await interceptor._audit(principal, method, info.task_id, outcome(context, exc), info.detail,
                                          info.peer)
 
-        if kind == "unary_unary":
-            inner = handler.unary_unary
-
-            async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                info = start(context)
-                token = CURRENT_CALL.set(info)
-                exc: BaseException | None = None
-                ticket = None
-                try:
-                    ticket = await admit(info, context)
-                    if isinstance(request, _Undecodable):
-                        await _abort_undecodable(context, request)
-                    return await inner(request, context)
-                except BaseException as e:
-                    exc = e
-                    raise
-                finally:
-                    _reset(token)
-                    await finish(info, context, exc, ticket)
-
-            return grpc.unary_unary_rpc_method_handler(behavior, _lenient(handler.request_deserializer),
-                                                       handler.response_serializer)
-        if kind == "stream_unary":
-            inner_su = handler.stream_unary
-
-            async def behavior_su(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-                info = start(context)
-                token = CURRENT_CALL.set(info)
-                exc: BaseException | None = None
-                ticket = None
-                try:
-                    ticket = await admit(info, context)
-                    return await inner_su(_checked(request_iterator, context), context)
-                except BaseException as e:
-                    exc = e
-                    raise
-                finally:
-                    _reset(token)
-                    await finish(info, context, exc, ticket)
-
-            return grpc.stream_unary_rpc_method_handler(behavior_su, _lenient(handler.request_deserializer),
-                                                        handler.response_serializer)
-        if kind == "unary_stream":
-            inner_us = handler.unary_stream
-
-            async def behavior_us(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                info = start(context)
-                token = CURRENT_CALL.set(info)
-                exc: BaseException | None = None
-                ticket = None
-                try:
-                    ticket = await admit(info, context)
-                    if isinstance(request, _Undecodable):
-                        await _abort_undecodable(context, request)
-                    async for item in inner_us(request, context):
-                        yield item
-                except BaseException as e:
-                    exc = e
-                    raise
-                finally:
-                    _reset(token)
-                    await finish(info, context, exc, ticket)
-
-            async def behavior_us_writer(request: Any, context: grpc.aio.ServicerContext) -> None:
-                """For streaming handlers that ``await context.write(...)`` (grpc.health's Watch)."""
-                info = start(context)
-                token = CURRENT_CALL.set(info)
-                exc: BaseException | None = None
-                ticket = None
-                try:
-                    ticket = await admit(info, context)
-                    if isinstance(request, _Undecodable):
-                        await _abort_undecodable(context, request)
-                    await inner_us(request, context)
-                except BaseException as e:
-                    exc = e
-                    raise
-                finally:
-                    _reset(token)
-                    await finish(info, context, exc, ticket)
-
-            chosen = behavior_us if inspect.isasyncgenfunction(inner_us) else behavior_us_writer
-            return grpc.unary_stream_rpc_method_handler(chosen, _lenient(handler.request_deserializer),
-                                                        handler.response_serializer)
-        inner_ss = handler.stream_stream
-
-        async def behavior_ss(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+        @contextlib.asynccontextmanager
+        async def guarded(context: grpc.aio.ServicerContext, request: Any = None) -> AsyncIterator[None]:
+            """One RPC's bracket: call info bound, admitted (or aborted), undecodable request refused,
+            and always the admission ticket returned and the audit row written — however it ends."""
             info = start(context)
             token = CURRENT_CALL.set(info)
             exc: BaseException | None = None
             ticket = None
             try:
                 ticket = await admit(info, context)
-                async for item in inner_ss(_checked(request_iterator, context), context):
-                    yield item
+                if isinstance(request, _Undecodable):
+                    await _abort_undecodable(context, request)
+                yield
             except BaseException as e:
                 exc = e
                 raise
@@ -471,8 +390,46 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 _reset(token)
                 await finish(info, context, exc, ticket)
 
-        return grpc.stream_stream_rpc_method_handler(behavior_ss, _lenient(handler.request_deserializer),
-                                                     handler.response_serializer)
+        deserializer = _lenient(handler.request_deserializer)
+        if kind == "unary_unary":
+            inner = handler.unary_unary
+
+            async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                async with guarded(context, request):
+                    return await inner(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(behavior, deserializer, handler.response_serializer)
+        if kind == "stream_unary":
+            inner_su = handler.stream_unary
+
+            async def behavior_su(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+                async with guarded(context):
+                    return await inner_su(_checked(request_iterator, context), context)
+
+            return grpc.stream_unary_rpc_method_handler(behavior_su, deserializer, handler.response_serializer)
+        if kind == "unary_stream":
+            inner_us = handler.unary_stream
+
+            async def behavior_us(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                async with guarded(context, request):
+                    async for item in inner_us(request, context):
+                        yield item
+
+            async def behavior_us_writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+                """For streaming handlers that ``await context.write(...)`` (grpc.health's Watch)."""
+                async with guarded(context, request):
+                    await inner_us(request, context)
+
+            chosen = behavior_us if inspect.isasyncgenfunction(inner_us) else behavior_us_writer
+            return grpc.unary_stream_rpc_method_handler(chosen, deserializer, handler.response_serializer)
+        inner_ss = handler.stream_stream
+
+        async def behavior_ss(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+            async with guarded(context):
+                async for item in inner_ss(_checked(request_iterator, context), context):
+                    yield item
+
+        return grpc.stream_stream_rpc_method_handler(behavior_ss, deserializer, handler.response_serializer)
 
 
 def server_credentials(cfg: Any) -> grpc.ServerCredentials:
