@@ -293,7 +293,7 @@ def test_estop_stops_refuses_and_reset_clears(slow: Harness) -> None:
     assert r.state.mode == robot_pb2.MOTION_MODE_ESTOPPED
     sent_at_stop = r.state.motion_commands_sent
     t = h.wait_state(running, {"CANCELLED", "FAILED", "SUCCEEDED"})
-    assert C.STATE_NAMES[t.state] == "CANCELLED" and "emergency stop" in t.error_message
+    assert C.STATE_NAMES[t.state] == "CANCELLED" and "emergency stop" in t.error_message, t.error_message
     assert C.STATE_NAMES[h.wait_state(queued, {"CANCELLED"}).state] == "CANCELLED"
     st = h.robot.GetRobotState(robot_pb2.GetRobotStateRequest(), metadata=OP).state
     assert st.motion_commands_sent <= sent_at_stop + 1  # at most the command already in flight
@@ -338,8 +338,29 @@ def test_many_concurrent_watchers_and_reflection(h: Harness) -> None:
     assert results == [final.last_sequence] * 8
 
 
+def test_a_motion_refused_between_the_gate_trip_and_the_runner_stop_is_cancelled(tmp_path: Path) -> None:
+    """EmergencyStop trips the motion gate at once (in the event loop) and marks the running task a
+    moment later (from a worker). Widen that window on purpose: the task's next motion command is
+    refused by the gate while nothing has marked it yet. It must end CANCELLED by the e-stop, never
+    FAILED, and the stop must still name it."""
+    cfg = make_config(tmp_path / "data", robot={"backend": "kinematic", "realtime": True})
+    with ServiceThread(cfg, pipeline=loop_only_pipeline(8.0)) as st:
+        h = Harness(st, tmp_path)
+        tid = h.submit().task.task_id
+        _wait_executing(h, tid)
+        time.sleep(0.3)
+        st.service.devices.trip_estop()  # the gate alone, as EmergencyStop's first line does
+        time.sleep(0.5)  # the loop's next command is refused now, before the runner knows of a stop
+        stopped, _ = st.service.runner.estop("by test: widened window")
+        assert stopped == tid
+        t = h.wait_state(tid, {"CANCELLED", "FAILED", "SUCCEEDED"})
+        assert C.STATE_NAMES[t.state] == "CANCELLED", t.error_message
+        assert "emergency stop" in t.error_message
+        h.channel.close()
+
+
 def test_estop_stops_the_real_control_loop(tmp_path: Path) -> None:
-    pytest.importorskip("dream2flow.control.loop")
+    import dream2flow.control.loop  # noqa: F401
     cfg = make_config(tmp_path / "data", robot={"backend": "kinematic", "realtime": True})
     with ServiceThread(cfg, pipeline=loop_only_pipeline(8.0)) as st:
         h = Harness(st, tmp_path)
@@ -349,7 +370,7 @@ def test_estop_stops_the_real_control_loop(tmp_path: Path) -> None:
         r = h.robot.EmergencyStop(robot_pb2.EmergencyStopRequest(reason="test"), metadata=OP)
         assert r.stopped_task_id == tid
         t = h.wait_state(tid, {"CANCELLED", "FAILED", "SUCCEEDED"})
-        assert C.STATE_NAMES[t.state] == "CANCELLED"
+        assert C.STATE_NAMES[t.state] == "CANCELLED", t.error_message
         a = h.robot.GetRobotState(robot_pb2.GetRobotStateRequest(), metadata=OP).state
         time.sleep(0.3)
         b = h.robot.GetRobotState(robot_pb2.GetRobotStateRequest(), metadata=OP).state

@@ -153,13 +153,13 @@ class TaskRunner:
 
     def estop(self, reason: str) -> tuple[str, int]:
         """Emergency stop → (the stopped task id or "", number of queued tasks cancelled)."""
-        self.devices.trip_estop()  # first: from now on the gate refuses every motion command
         with self._lock:
-            self.mode, self.mode_reason = ESTOPPED, reason
             cur = self.current
-            if cur is not None:
+            if cur is not None:  # marked before the gate trips: a motion it refuses reads as this stop, not a failure
                 cur.cancel_reason = ""
                 cur.request_cancel(f"emergency stop: {reason}")
+            self.devices.trip_estop()  # from now on the gate refuses every motion command
+            self.mode, self.mode_reason = ESTOPPED, reason
         self.devices.stop_all()
         self.on_mode(ESTOPPED, reason)
         cancelled = 0
@@ -436,6 +436,11 @@ class TaskRunner:
     def _fail(self, tid: str, cur: Running, stage: str, kind: str, code: str, message: str,
               ctx: "_TaskContext") -> None:
         self._settle()
+        if not cur.cancel.is_set() and self.devices.estop.is_set():
+            # EmergencyStop trips the gate at once and marks the running task a moment later (from a
+            # worker): a motion the gate refused in between is this stop, not a failure of the task.
+            if not cur.cancel.wait(timeout=2.0):
+                cur.request_cancel("emergency stop")
         if cur.cancel.is_set():
             reason = cur.cancel_reason or "cancelled"
             stage = cur.cancel_stage or stage  # the stage that was stopped, not the one that noticed
