@@ -38,7 +38,7 @@ def test_panda_fk_ready_pose_and_tcp_offset() -> None:
 
 
 def test_panda_fk_matches_the_control_layer_kinematics() -> None:
-    kin = pytest.importorskip("dream2flow.control.kinematics")
+    from dream2flow.control import kinematics as kin
     if not hasattr(kin, "fk_tcp"):
         pytest.skip("control.kinematics has no fk_tcp")
     q = np.random.default_rng(0).uniform(-2.0, 2.0, (20, 7))

@@ -114,8 +114,8 @@ def test_collect_samples_checks_inputs_and_settling() -> None:
 
 def test_collect_through_the_control_loop_with_the_kinematic_backend() -> None:
     """The default mover: slow min-jerk plans executed by control.loop on the kinematic backend."""
-    loop = pytest.importorskip("dream2flow.control.loop")
-    backends = pytest.importorskip("dream2flow.control.backends")
+    from dream2flow.control import loop
+    from dream2flow.control import backends
     if not hasattr(loop, "execute_plan"):
         pytest.skip("control.loop.execute_plan not built yet")
     cell = default_cell(2)

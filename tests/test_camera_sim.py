@@ -9,7 +9,7 @@ from dream2flow.camera.protocol import Camera
 
 
 def _make_env_or_skip():
-    sim = pytest.importorskip("dream2flow.sim")
+    from dream2flow import sim
     if not hasattr(sim, "make_env") or not getattr(sim, "TASKS", ()):
         pytest.skip("dream2flow.sim.make_env / TASKS not built yet")
     return sim

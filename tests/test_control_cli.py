@@ -112,7 +112,7 @@ def test_loop_bench_quick_runs() -> None:
 
 @pytest.mark.sim
 def test_execute_on_mujoco(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("dream2flow.sim.robot")
+    import dream2flow.sim.robot  # noqa: F401
     plan = _plan_file(tmp_path)
     assert main(["execute", "--plan", str(plan), "--backend", "mujoco", "--task", "bread_in_bowl", "--seed", "0",
                  "--json"]) == 0

@@ -45,7 +45,7 @@ def _kinematic(monkeypatch: pytest.MonkeyPatch) -> Case:
 
 
 def _mujoco(monkeypatch: pytest.MonkeyPatch) -> Case:
-    sim = pytest.importorskip("dream2flow.sim")
+    from dream2flow import sim
     if not hasattr(sim, "make_env") or importlib.util.find_spec("dream2flow.sim.robot") is None:
         pytest.skip("dream2flow.sim.make_env / sim.robot (MuJoCo backend, issue 3) not built yet")
     b = make_backend("mujoco", task=getattr(sim, "TASKS", ("bread_in_bowl",))[0], seed=0)

@@ -21,7 +21,7 @@ import importlib.util  # noqa: E402
 
 if importlib.util.find_spec("torch") is None:
     pytest.skip("torch not installed: the tiny models cannot be exported", allow_module_level=True)
-extract = pytest.importorskip("dream2flow.flow.extract")
+from dream2flow.flow import extract
 
 from dream2flow.perception.factory import load_perception  # noqa: E402
 from dream2flow.types import RGBD, CameraModel, Video  # noqa: E402

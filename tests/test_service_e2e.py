@@ -24,7 +24,7 @@ TASK, SEED = "bread_in_bowl", 0
 @pytest.mark.slow
 @pytest.mark.sim
 def test_upload_submit_watch_to_completion(tmp_path: Path) -> None:
-    sim = pytest.importorskip("dream2flow.sim")
+    from dream2flow import sim
     from dream2flow.types import ObjectFlow, Plan
     from dream2flow.video.encode import write_video
 

@@ -82,6 +82,28 @@ def drip() -> Iterator[DripServer]:
     d.close()
 
 
+def write_config(tmp_path: Path, extra: str = "", robot_extra: str = "") -> tuple[Path, Path]:
+    """An insecure loopback service with one operator token, a mock camera and the kinematic robot;
+    returns (data_dir, service.toml)."""
+    data = tmp_path / "data"
+    cfg = tmp_path / "service.toml"
+    cfg.write_text(f"""
+[server]
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+insecure = true
+[[auth.tokens]]
+name = "op"
+role = "operator"
+token = "{OPERATOR_TOKEN}"
+[camera]
+type = "mock"
+[robot]
+backend = "kinematic"
+{robot_extra}{extra}""")
+    return data, cfg
+
+
 def start_server(config: Path, log: Path, module: str = "dream2flow.cli") -> tuple[subprocess.Popen[bytes], str]:
     """``dream2flow serve --config`` (or the test launcher with the loop-only pipeline)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -102,22 +124,7 @@ def start_server(config: Path, log: Path, module: str = "dream2flow.cli") -> tup
 
 
 def test_sigkill_during_run_then_restart(tmp_path: Path, drip: DripServer) -> None:
-    data = tmp_path / "data"
-    cfg = tmp_path / "service.toml"
-    cfg.write_text(f"""
-[server]
-listen = "127.0.0.1:0"
-data_dir = "{data}"
-insecure = true
-[[auth.tokens]]
-name = "op"
-role = "operator"
-token = "{OPERATOR_TOKEN}"
-[camera]
-type = "mock"
-[robot]
-backend = "kinematic"
-[video_sources]
+    data, cfg = write_config(tmp_path, """[video_sources]
 read_timeout_s = 30.0
 retries = 0
 url_allowed_networks = ["127.0.0.1/32"]  # the test's own HTTP server (loopback is refused by default)
@@ -199,26 +206,9 @@ url_allowed_networks = ["127.0.0.1/32"]  # the test's own HTTP server (loopback 
 def test_sigkill_during_motion_then_restart(tmp_path: Path) -> None:
     """Killed while the real control loop streams joint commands (a 30 s move, paced in real time);
     after the restart nothing moves: the command counter stays at zero, the task is INTERRUPTED."""
-    pytest.importorskip("dream2flow.control.loop")
     from dream2flow.service.testing import write_test_video
 
-    data = tmp_path / "data"
-    cfg = tmp_path / "service.toml"
-    cfg.write_text(f"""
-[server]
-listen = "127.0.0.1:0"
-data_dir = "{data}"
-insecure = true
-[[auth.tokens]]
-name = "op"
-role = "operator"
-token = "{OPERATOR_TOKEN}"
-[camera]
-type = "mock"
-[robot]
-backend = "kinematic"
-realtime = true
-""")
+    data, cfg = write_config(tmp_path, robot_extra="realtime = true\n")
     log = tmp_path / "server.log"
     video = write_test_video(tmp_path / "v.mp4")
     depth = write_test_depth(tmp_path / "d.npy")

@@ -60,7 +60,7 @@ def drawer_pipeline(seen_at_start: list[float]) -> Any:
 
 @pytest.fixture
 def cell(tmp_path: Path) -> Iterator[tuple[ServiceThread, C.Connection, list[float], tuple[str, str]]]:
-    pytest.importorskip("dream2flow.sim")
+    import dream2flow.sim  # noqa: F401
     seen: list[float] = []
     cfg = make_config(tmp_path / "data", camera={"type": "sim", "task": "open_drawer", "seed": 0},
                       robot={"backend": "mujoco", "allowed_backends": ["mujoco", "kinematic"]})

@@ -109,7 +109,7 @@ def _shift(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def scenes():
-    sim = pytest.importorskip("dream2flow.sim")
+    from dream2flow import sim
     out = {}
     for task, seed in (("open_drawer", 0), ("open_drawer", 1), ("bread_in_bowl", 0)):
         env = sim.make_env(task, seed)
@@ -156,7 +156,7 @@ def test_first_frame_of_a_letterboxed_video(scenes) -> None:
 def drawer(tmp_path_factory: pytest.TempPathFactory):
     """open_drawer seed 0: I0/D0/camera (4:3), its own video, and the same scene filmed by a 16:9
     camera whose centre crop is the robot camera's view (a generator that outpainted I0)."""
-    sim = pytest.importorskip("dream2flow.sim")
+    from dream2flow import sim
     from dream2flow.config import save_camera
     from dream2flow.io_utils import write_rgb
     from dream2flow.types import CameraModel
