@@ -70,15 +70,8 @@ def rpc(fn: Callable[..., Any]) -> Callable[..., Any]:
             return await fn(self, request, context)
         except grpc.aio.AbortError:
             raise
-        except Dream2FlowError as exc:
-            current_call().detail = exc.message
-            await S.abort(context, S.from_error(exc))
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
-            log.exception("%s failed", fn.__name__)
-            current_call().detail = f"{type(exc).__name__}: {exc}"
-            await S.abort(context, _internal(exc))
+            await _abort_for(context, exc, fn.__name__)
 
     return wrapper
 
@@ -93,16 +86,22 @@ def rpc_stream(fn: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIter
                 yield item
         except grpc.aio.AbortError:
             raise
-        except Dream2FlowError as exc:
-            current_call().detail = exc.message
-            await S.abort(context, S.from_error(exc))
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
-            log.exception("%s failed", fn.__name__)
-            await S.abort(context, _internal(exc))
+            await _abort_for(context, exc, fn.__name__)
 
     return wrapper
+
+
+async def _abort_for(context: grpc.aio.ServicerContext, exc: Exception, handler: str) -> None:
+    """End the call with ``exc``'s status: a Dream2FlowError's own code and details, anything else
+    INTERNAL with its traceback logged (cancellation is a BaseException and never reaches here)."""
+    if isinstance(exc, Dream2FlowError):
+        current_call().detail = exc.message
+        await S.abort(context, S.from_error(exc))
+    else:
+        log.exception("%s failed", handler)
+        current_call().detail = f"{type(exc).__name__}: {exc}"
+        await S.abort(context, _internal(exc))
 
 
 # -- conversions -------------------------------------------------------------------------------
