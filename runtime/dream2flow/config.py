@@ -82,6 +82,26 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise InvalidInput(f"{p}: not valid TOML ({exc})") from None
 
 
+def coerce_like(where: str, key: str, default: Any, value: Any) -> Any:
+    """``value`` from a config file checked against the type of the field's ``default`` (ints are
+    accepted for floats; a tuple default takes a list of ints). One rule for every config section."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        value = tuple(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise InvalidInput(f"{where}: '{key}' must be a {type(default).__name__} like {default!r}, got {value!r}")
+    return value
+
+
 def _matrix(d: dict[str, Any], key: str, shape: tuple[int, int], where: str) -> np.ndarray:
     if key not in d:
         raise InvalidInput(f"{where}: missing key '{key}'")

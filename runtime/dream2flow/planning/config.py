@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dream2flow.config import coerce_like
 from dream2flow.errors import InvalidInput
 
 
@@ -104,21 +105,7 @@ def planner_config_from_dict(d: dict[str, Any], where: str = "planner config") -
     for key, value in d.items():
         if key not in fields:
             raise InvalidInput(f"{where}: unknown key '{key}'")
-        default = getattr(PlannerConfig(), key)
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            value = float(value) if ok else value
-        elif isinstance(default, tuple):
-            ok = isinstance(value, list) and all(isinstance(v, int) for v in value)
-            value = tuple(value) if ok else value
-        else:
-            ok = isinstance(value, type(default))
-        if not ok:
-            raise InvalidInput(f"{where}: '{key}' must be like {default!r}, got {value!r}")
+        value = coerce_like(where, key, getattr(PlannerConfig(), key), value)
         kwargs[key] = value
     try:
         return PlannerConfig(**kwargs)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dream2flow.config import coerce_like
 from dream2flow.errors import InvalidInput
 
 MiB = 1024 * 1024
@@ -150,26 +151,6 @@ _SECTIONS = {f.name: f.type for f in dataclasses.fields(ServiceConfig) if f.name
 _FREE_SECTIONS = ("camera",)  # validated by their own module
 
 
-def _coerce(where: str, key: str, default: Any, value: Any) -> Any:
-    """Check ``value`` against the type of ``default`` (ints accepted for floats)."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    elif isinstance(default, list):
-        ok = isinstance(value, list)
-    else:  # pragma: no cover - every field has one of the types above
-        ok = True
-    if not ok:
-        raise InvalidInput(f"{where}: '{key}' must be a {type(default).__name__}, got {value!r}")
-    return value
-
-
 def config_from_dict(d: dict[str, Any], where: str = "service config", base_dir: str | Path = ".") -> ServiceConfig:
     cfg = ServiceConfig(base_dir=str(Path(base_dir).resolve()))
     for name, value in d.items():
@@ -185,7 +166,7 @@ def config_from_dict(d: dict[str, Any], where: str = "service config", base_dir:
         for key, v in value.items():
             if key not in known:
                 raise InvalidInput(f"{where}: unknown key '{key}' in [{name}] (known: {', '.join(sorted(known))})")
-            setattr(section, key, _coerce(f"{where} [{name}]", key, getattr(section, key), v))
+            setattr(section, key, coerce_like(f"{where} [{name}]", key, getattr(section, key), v))
     validate(cfg, where)
     return cfg
 

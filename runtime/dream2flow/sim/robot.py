@@ -161,12 +161,7 @@ class MujocoRobotBackend:
 
     def stop(self) -> None:
         """Hold the current joint positions now (thread-safe, idempotent)."""
-        with self._lock:
-            self._q_cmd = np.array(self.data.qpos[self._qadr])
-            self._dq_ff = np.zeros(7)
-            self._t_cmd = float(self.data.time)
-            self._hold_s = 0.0
-            self._version += 1
+        self._sync_from_state()
         self.data.ctrl[self._act] = self._q_cmd
 
     def close(self) -> None:
