@@ -18,14 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def _need_torch() -> None:
-    """The tiny models are exported in a child process: never import torch here (tests/test_imports.py
-    checks that the runtime alone does not pull it into the process)."""
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
-        pytest.skip("torch/transformers not installed (export extra)")
+from tiny_perception import need_export_extra as _need_torch  # noqa: E402
 
 from dream2flow.errors import InvalidInput, ModelMismatch, NotReady  # noqa: E402
 from dream2flow.perception import engine as eng  # noqa: E402

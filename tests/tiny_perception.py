@@ -7,6 +7,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+def need_export_extra() -> None:
+    """Skip when the ``export`` extra (torch, transformers) is absent. The tiny models are exported
+    in a child process: never import torch here (tests/test_imports.py checks that the runtime alone
+    does not pull it into the process)."""
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        pytest.skip("torch/transformers not installed (export extra)")
+
+
 TINY_ROLES = {"detector": "model", "segmenter": "model", "tracker": "model", "video_depth": "model", "hand": "model"}
 
 
