@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,16 +29,7 @@ for p in (REPO, REPO / "runtime", REPO / "tests"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-
-def timeit(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return {"median_ms": statistics.median(ts), "min_ms": min(ts)}
+from bench_timing import timeit  # noqa: E402  (bench/ is on the path: run as a script or from tests)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

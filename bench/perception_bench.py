@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,16 +27,7 @@ sys.path.insert(0, str(REPO))
 if str(REPO / "runtime") not in sys.path:
     sys.path.insert(0, str(REPO / "runtime"))
 
-
-def timeit(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return {"median_ms": statistics.median(ts), "min_ms": min(ts), "repeats": repeats}
+from bench_timing import timeit  # noqa: E402  (bench/ is on the path: run as a script or from tests)
 
 
 def torch_twin(spec: Any) -> Any:
