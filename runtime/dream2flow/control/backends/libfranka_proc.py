@@ -19,7 +19,7 @@ import gc
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -184,33 +184,25 @@ def _robot_worker(robot_ip: str, realtime: str, rt_priority: int, conn: Any, shm
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {first_line(exc)}"))
         return
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg is None:
-            return
-        op, args = msg
-        try:
-            if op == "read":
-                st = robot.read_once()
-                out = describe_state(st)
-                out["q_arr"], out["dq_arr"] = list(st.q), list(st.dq)
-                out["q_d"] = list(st.q_d)
-                conn.send(("ok", out))
-            elif op == "recover":
-                robot.automatic_error_recovery()
-                conn.send(("ok", describe_state(robot.read_once())))
-            elif op == "impedance":
-                robot.set_joint_impedance(list(args[0]))
-                conn.send(("ok", {}))
-            elif op == "move":
-                conn.send(("ok", _run_motion(pf, robot, shm, *args)))
-            else:
-                conn.send(("error", f"unknown operation {op!r}"))
-        except Exception as exc:
-            conn.send(("error", f"{type(exc).__name__}: {first_line(exc)}"))
+
+    def handle(op: str, args: tuple[Any, ...]) -> dict[str, Any]:
+        if op == "read":
+            st = robot.read_once()
+            out = describe_state(st)
+            out["q_arr"], out["dq_arr"] = list(st.q), list(st.dq)
+            out["q_d"] = list(st.q_d)
+            return out
+        if op == "recover":
+            robot.automatic_error_recovery()
+            return describe_state(robot.read_once())
+        if op == "impedance":
+            robot.set_joint_impedance(list(args[0]))
+            return {}
+        if op == "move":
+            return _run_motion(pf, robot, shm, *args)
+        raise ValueError(f"unknown operation {op!r}")
+
+    _serve(conn, handle)
 
 
 def _run_motion(pf: Any, robot: Any, shm: Any, path: np.ndarray, q_start: np.ndarray | None, limits: Any,
@@ -360,6 +352,29 @@ def _gripper_worker(robot_ip: str, conn: Any) -> None:
         conn.send(("error", f"{type(exc).__name__}: {first_line(exc)}"))
         return
     conn.send(("ok", {}))
+
+    def handle(op: str, args: tuple[Any, ...]) -> dict[str, Any]:
+        result = None
+        if op == "homing":
+            result = bool(g.homing())
+        elif op == "move":
+            result = bool(g.move(*args))
+        elif op == "grasp":
+            result = bool(g.grasp(*args))
+        elif op == "stop":
+            result = bool(g.stop())
+        elif op != "read":
+            raise ValueError(f"unknown gripper operation {op!r}")
+        gs = g.read_once()
+        return {"result": result, "width": float(gs.width), "max_width": float(gs.max_width),
+                "is_grasped": bool(gs.is_grasped)}
+
+    _serve(conn, handle)
+
+
+def _serve(conn: Any, handle: Callable[[str, tuple[Any, ...]], dict[str, Any]]) -> None:
+    """A child's request loop: ``(op, args)`` in, ``("ok", result)`` or ``("error", "Type: line")``
+    out, until the parent sends ``None`` or the pipe closes. One request at a time, in order."""
     while True:
         try:
             msg = conn.recv()
@@ -369,22 +384,10 @@ def _gripper_worker(robot_ip: str, conn: Any) -> None:
             return
         op, args = msg
         try:
-            result = None
-            if op == "homing":
-                result = bool(g.homing())
-            elif op == "move":
-                result = bool(g.move(*args))
-            elif op == "grasp":
-                result = bool(g.grasp(*args))
-            elif op == "stop":
-                result = bool(g.stop())
-            elif op != "read":
-                raise ValueError(f"unknown gripper operation {op!r}")
-            gs = g.read_once()
-            conn.send(("ok", {"result": result, "width": float(gs.width), "max_width": float(gs.max_width),
-                              "is_grasped": bool(gs.is_grasped)}))
+            reply = ("ok", handle(op, args))
         except Exception as exc:
-            conn.send(("error", f"{type(exc).__name__}: {first_line(exc)}"))
+            reply = ("error", f"{type(exc).__name__}: {first_line(exc)}")
+        conn.send(reply)
 
 
 def _end_child(conn: Any, proc: Any, *, join_s: float) -> None:
