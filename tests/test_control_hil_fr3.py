@@ -20,7 +20,7 @@ import pytest
 from dream2flow.config import load_robot_limits
 from dream2flow.control.backends import make_backend
 from dream2flow.control.loop import execute_plan
-from dream2flow.types import Plan
+from hil_moves import small_wrist_plan
 
 pytestmark = [pytest.mark.hil,
               pytest.mark.skipif(not os.environ.get("D2F_FR3_IP"), reason="set D2F_FR3_IP to the FR3's FCI address")]
@@ -42,11 +42,7 @@ def test_connect_and_read_state(robot) -> None:
 
 
 def test_small_safe_move_and_back(robot) -> None:
-    q0 = robot.state().q
-    H, dt = 61, 0.05
-    w = np.sin(np.pi * np.linspace(0, 1, H)) ** 2
-    q = q0 + w[:, None] * np.array([0, 0, 0, 0, 0, 0, 0.05])
-    plan = Plan(q=q, dt_s=dt, gripper=np.zeros(H), predicted_points=np.zeros((H, 1, 3)))
+    plan = small_wrist_plan(robot.state().q)
     r = execute_plan(plan, robot, rate_hz=100.0, limits=FR3, consent=True)  # D2F_FR3_IP is the consent
     assert r.ok, r.reason
     assert r.max_tracking_error_rad < 0.05 and r.final_error_rad < 0.01

@@ -433,6 +433,13 @@ def test_missed_periods_are_skipped_not_burst(monkeypatch: pytest.MonkeyPatch) -
     assert len(np.unique(ticks)) == len(ticks)                           # never two commands in one period
 
 
+def _join_control_loop() -> None:
+    """Wait (<= 5 s) for a control-loop thread a test abandoned to a hung backend call."""
+    for th in threading.enumerate():
+        if th.name == "d2f-control-loop":
+            th.join(5.0)
+
+
 def test_hung_backend_call_is_stopped_by_the_supervisor(monkeypatch: pytest.MonkeyPatch) -> None:
     w = install_polymetis_double(monkeypatch, World(hang_on={"update_desired_joint_positions": 5}))
     cfg = fast_cfg(hang_timeout_s=0.2, stale_timeout_s=0.5)
@@ -442,9 +449,7 @@ def test_hung_backend_call_is_stopped_by_the_supervisor(monkeypatch: pytest.Monk
         assert "terminate_current_policy" in w.names()
     finally:
         w.release.set()
-    for th in threading.enumerate():
-        if th.name == "d2f-control-loop":
-            th.join(5.0)
+    _join_control_loop()
     names = w.names()
     assert names.count("update_desired_joint_positions") == 6            # the hung one, then nothing
     assert "update_desired_joint_positions" not in _after(names, "terminate_current_policy")
@@ -484,9 +489,7 @@ def test_estop_while_a_call_is_blocked_stops_without_waiting_for_the_hang_timeou
         assert "terminate_current_policy" in w.names()
     finally:
         w.release.set()
-    for th in threading.enumerate():
-        if th.name == "d2f-control-loop":
-            th.join(5.0)
+    _join_control_loop()
     assert w.names().count("update_desired_joint_positions") == 6
 
 
