@@ -39,6 +39,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from drip_server import DripServer  # noqa: E402  (the same never-ending download as the restart test)
+
 TOKEN = "bench-operator-token-0123456789"
 VIEWER = "bench-viewer-token-0123456789"
 
@@ -117,49 +120,6 @@ def local_write_mb_s(path: Path, data: bytes, chunk: int) -> float:
     return len(data) / dt / 1e6
 
 
-class Drip:
-    """An HTTP server whose /drip.mp4 promises 50 MB and trickles 1 KB every 50 ms: a task in
-    its fetch stage stays RUNNING until it is stopped."""
-
-    def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        stop = self.stop = threading.Event()
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                self.send_response(200)
-                self.send_header("Content-Length", str(50_000_000))
-                self.end_headers()
-                for _ in range(4000):
-                    if stop.is_set():
-                        return
-                    try:
-                        self.wfile.write(b"\0" * 1024)
-                        self.wfile.flush()
-                    except OSError:
-                        return
-                    time.sleep(0.05)
-
-        class S(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, *a: Any) -> None:
-                pass
-
-        self.server = S(("127.0.0.1", 0), H)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/drip.mp4"
-
-    def close(self) -> None:
-        self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def bench_estop(addr: str, conn: Any, dep_sha: str, rounds: int, common: dict[str, Any]) -> None:
     """EmergencyStop latency while a task runs, idle vs. saturated (200 health + 64 watch streams)."""
     import grpc
@@ -168,7 +128,7 @@ def bench_estop(addr: str, conn: Any, dep_sha: str, rounds: int, common: dict[st
     from dream2flow.service import client as C
     from dream2flow.v1 import robot_pb2, task_pb2, task_pb2_grpc
 
-    drip = Drip()
+    drip = DripServer(max_seconds=200.0)
     opts = [("grpc.use_local_subchannel_pool", 1)]
     op_md = (("authorization", f"Bearer {TOKEN}"),)
     vmd = (("authorization", f"Bearer {VIEWER}"),)
@@ -189,7 +149,7 @@ def bench_estop(addr: str, conn: Any, dep_sha: str, rounds: int, common: dict[st
                     open_health.append(call)
             for _ in range(rounds):
                 tid = C.call(conn, conn.tasks.SubmitTask, task_pb2.SubmitTaskRequest(
-                    instruction="bench", box=box, video_url=drip.url, video_depth_sha256_hex=dep_sha)).task.task_id
+                    instruction="bench", box=box, video_url=f"{drip.base}/drip.mp4", video_depth_sha256_hex=dep_sha)).task.task_id
                 for e in C.watch(conn, tid):
                     if e.stage == "fetch" and e.kind == task_pb2.EVENT_KIND_STAGE_STARTED:
                         break
