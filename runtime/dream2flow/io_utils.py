@@ -6,11 +6,14 @@ import contextlib
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from dream2flow.errors import InvalidInput
+
+if TYPE_CHECKING:  # shape annotations only; no runtime cost
+    from jaxtyping import Bool
 
 
 @contextlib.contextmanager
@@ -57,6 +60,35 @@ def write_rgb(path: str | Path, rgb: np.ndarray) -> Path:
     return p
 
 
+def read_npy(path: str | Path, what: str) -> np.ndarray:
+    """A ``.npy`` array (never pickled objects); a file NumPy cannot read is ``InvalidInput``
+    naming ``what`` and the file."""
+    p = Path(path)
+    try:
+        return np.load(p, allow_pickle=False)
+    except Exception as exc:
+        raise InvalidInput(f"{what} {p} is not a readable .npy ({type(exc).__name__})") from None
+
+
+def read_mask(path: str | Path, shape: tuple[int, int]) -> Bool[np.ndarray, "H W"]:
+    """A binary mask (``.npy`` or an image; nonzero = object) of the image's ``shape`` (H, W)."""
+    import cv2
+
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInput(f"mask not found: {p}")
+    if p.suffix.lower() == ".npy":
+        m = read_npy(p, "mask")
+    else:
+        m = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        if m is None:
+            raise InvalidInput(f"mask {p} could not be decoded")
+    m = np.asarray(m) != 0
+    if m.shape != tuple(shape):
+        raise InvalidInput(f"mask {p} is {list(m.shape)}, the image is {list(shape)}")
+    return m
+
+
 def read_depth(path: str | Path, depth_scale_m: float | None = None) -> np.ndarray:
     """Depth file -> [H,W] float32 metres, 0 = invalid. ``.npy`` float metres, or a 16-bit PNG in
     millimetres (or in units of ``depth_scale_m`` when the camera file gives one)."""
@@ -66,10 +98,7 @@ def read_depth(path: str | Path, depth_scale_m: float | None = None) -> np.ndarr
     if not p.is_file():
         raise InvalidInput(f"depth file not found: {p}")
     if p.suffix.lower() == ".npy":
-        try:
-            d = np.load(p, allow_pickle=False)
-        except Exception as exc:
-            raise InvalidInput(f"depth {p} is not a readable .npy ({type(exc).__name__})") from None
+        d = read_npy(p, "depth")
         if d.ndim != 2 or not np.issubdtype(d.dtype, np.floating):
             raise InvalidInput(f"depth {p} must be a 2D float array in metres, got {d.dtype} {list(d.shape)}")
         d = d.astype(np.float32)

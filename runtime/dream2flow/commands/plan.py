@@ -48,38 +48,11 @@ def _floats(text: str, n: int, what: str):
     return vals
 
 
-def _read_mask(path: str, shape: tuple[int, int]):
-    from pathlib import Path
-
-    import numpy as np
-
-    from dream2flow.errors import InvalidInput
-
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidInput(f"mask not found: {p}")
-    if p.suffix.lower() == ".npy":
-        try:
-            m = np.load(p, allow_pickle=False)
-        except Exception as exc:
-            raise InvalidInput(f"mask {p} is not a readable .npy ({type(exc).__name__})") from None
-    else:
-        import cv2
-
-        m = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-        if m is None:
-            raise InvalidInput(f"mask {p} could not be decoded")
-    m = np.asarray(m) != 0
-    if m.shape != shape:
-        raise InvalidInput(f"mask {p} is {list(m.shape)}, the image is {list(shape)}")
-    return m
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dream2flow.config import load_camera
-    from dream2flow.io_utils import read_depth, read_rgb, staged_output
+    from dream2flow.io_utils import read_depth, read_mask, read_rgb, staged_output
     from dream2flow.log import progress
     from dream2flow.planning.config import load_planner_config
     from dream2flow.planning.pictures import write_joints_png, write_plan_png
@@ -95,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     cam = load_camera(args.camera)
     flow = ObjectFlow.load(args.flow)
     rgbd = RGBD(rgb=read_rgb(args.rgb), depth_m=read_depth(args.depth, cam.depth_scale_m), camera=cam)
-    mask = _read_mask(args.mask, rgbd.depth_m.shape) if args.mask else None
+    mask = read_mask(args.mask, rgbd.depth_m.shape) if args.mask else None
     thumb_source = "--thumb-px" if thumb is not None else None
     if thumb is None and args.video:
         from dream2flow.perception.factory import load_perception

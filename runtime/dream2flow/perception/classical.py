@@ -222,10 +222,9 @@ class GivenVideoDepth:
             raise InvalidInput(f"video depth file not found: {p}")
         if p.suffix.lower() != ".npy":
             raise InvalidInput(f"video depth {p}: expected a .npy file of float [T,H,W]")
-        try:
-            d = np.load(p, allow_pickle=False)
-        except Exception as exc:
-            raise InvalidInput(f"video depth {p} is not a readable .npy ({type(exc).__name__})") from None
+        from dream2flow.io_utils import read_npy
+
+        d = read_npy(p, "video depth")
         if d.ndim != 3 or not np.issubdtype(d.dtype, np.floating):
             raise InvalidInput(f"video depth {p} must be float [T,H,W], got {d.dtype} {list(d.shape)}")
         return cls(d, **kwargs)
