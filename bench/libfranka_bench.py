@@ -20,7 +20,6 @@ import json
 import multiprocessing as mp
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,24 +29,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
+from fr3_sim.loopback import free_loopback  # noqa: E402  (shared with the franka-sim tests)
 
 
 def emit(**kw) -> None:
     print(json.dumps(kw, sort_keys=True), flush=True)
-
-
-def _free_loopback() -> str:
-    for x in range(200, 255):
-        host, ok = f"127.0.0.{x}", True
-        for port in (1337, 1338):
-            with socket.socket() as s:
-                try:
-                    s.bind((host, port))
-                except OSError:
-                    ok = False
-        if ok:
-            return host
-    raise SystemExit("no free 127.0.0.X")
 
 
 def _hog() -> None:
@@ -82,7 +70,7 @@ def main() -> int:
     from dream2flow.control.loop import execute_plan
     from dream2flow.types import Plan
 
-    host = _free_loopback()
+    host = free_loopback()
     sim = subprocess.Popen([py, str(ROOT / "tests" / "fr3_sim" / "launch_server.py"), "--host", host,
                             "--object-width", "0.03", "--rt-priority", "0" if args.no_rt else "60"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                            start_new_session=True)

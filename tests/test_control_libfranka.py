@@ -15,10 +15,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fr3_sim.loopback import free_loopback
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = ROOT / "tests" / "fr3_sim" / "launch_server.py"
@@ -68,31 +67,13 @@ def _need_pylibfranka() -> None:
                     "(D2F_SKIP_FRANKA_SIM=1 skips these tests)")
 
 
-def _free_loopback() -> str:
-    """A 127.0.0.X whose ports 1337 and 1338 are free (libfranka's fixed ports)."""
-    rng = random.Random(os.getpid() ^ int(time.time() * 1000))
-    for x in rng.sample(range(2, 255), 253):
-        host = f"127.0.0.{x}"
-        ok = True
-        for port in (1337, 1338):
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind((host, port))
-                except OSError:
-                    ok = False
-        if ok:
-            return host
-    raise RuntimeError("no free 127.0.0.X for franka-sim")
-
-
 @pytest.fixture(scope="module")
 def fr3_sim(tmp_path_factory):
     """A franka-sim FR3 (+ Franka Hand holding a 30 mm object) on its own loopback address."""
     _skip_on_purpose()
     _need_pylibfranka()
     py = _sim_python()
-    host = _free_loopback()
+    host = free_loopback()
     logf = tmp_path_factory.mktemp("fr3sim") / "server.log"
     with open(logf, "w") as log:
         proc = subprocess.Popen([py, str(LAUNCHER), "--host", host, "--object-width", str(OBJECT_WIDTH_M)],
