@@ -209,3 +209,67 @@ def test_lk_window_follows_object_size() -> None:
     frames, _ = _translating_video(T=3)
     trk(frames, small)
     assert trk.win_size is None  # the tracker keeps no per-call state (safe to share across threads)
+
+
+class _PlainReacquireLK(ClassicalLKTracker):
+    """Re-acquisition as it was before issue 21's fast path: the full forward-backward ``_fb`` for
+    every retried point, then the prediction, inside and appearance checks (the reference)."""
+
+    def _reacquire(self, grays, t, lost, tracks, vis, active, last_t, W, H, as_float=None) -> None:
+        as_float = as_float or (lambda k: grays[k].astype(np.float32))
+        unanchored = []
+        for lt in np.unique(last_t[lost]):
+            if not self._retry_now(t - int(lt)):
+                continue
+            group = lost[last_t[lost] == lt]
+            pred, max_dev = self._predict_lost(t, int(lt), group, tracks, vis)
+            tracks[t, group] = np.where(np.isfinite(pred), pred, tracks[t, group])
+            try_ = self._inside(pred, W, H)
+            if not try_.any():
+                continue
+            g = group[try_]
+            p_last = tracks[lt, g]
+            p1, ok = self._fb(grays[lt], grays[t], p_last, init=pred[try_],
+                              max_level=min(self.max_level, self.reacquire_max_level))
+            ok &= self._inside(p1, W, H) & (np.linalg.norm(p1 - pred[try_], axis=1) <= max_dev)
+            if not ok.any():
+                continue
+            k = np.flatnonzero(ok)
+            ncc = self._ncc(self._patches(as_float(int(lt)), p_last[k]), self._patches(as_float(t), p1[k]))
+            ok[k[ncc < self.reacquire_min_ncc]] = False
+            won = g[ok]
+            tracks[t, won] = p1[ok]
+            vis[t, won] = True
+            active[won] = True
+            last_t[won] = t
+            if max_dev > self.reacquire_max_px and len(won):
+                unanchored.append((won, pred[try_][ok], int(lt)))
+        if unanchored:
+            self._verify_unanchored(t, unanchored, tracks, vis, active, last_t)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_lk_reacquire_fast_path_equals_the_plain_one(seed: int) -> None:
+    """Re-acquisition runs the backward LK pass only for points whose forward result can still pass
+    (on the crop of the whole group): the same tracks and visibility, bit for bit, as checking every
+    point after a full forward-backward pass -- on occluder scenes where points are lost and found."""
+    sc = cached_scene(width=640, height=480, num_frames=24, occluder=True, seed=seed)  # crops smaller than frames
+    q = sample_query_points(GrabCutSegmenter()(sc.frames[0], sc.box()), 128, seed=0)
+    fast, plain = ClassicalLKTracker()(sc.video(), q), _PlainReacquireLK()(sc.video(), q)
+    assert np.array_equal(fast.tracks_px, plain.tracks_px) and np.array_equal(fast.visible, plain.visible)
+    lost_and_found = (~fast.visible[:-1] & fast.visible[1:]).sum()
+    assert lost_and_found > 10  # re-acquisition really ran and won points back
+
+
+def test_lk_subset_on_a_larger_crop_equals_the_larger_call() -> None:
+    """What the fast path relies on: LK tracks each point on its own, so tracking a subset of points on
+    the crop made for a larger set gives those points' results of the larger call."""
+    frames, _ = _translating_video(T=2)
+    g0, g1 = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames)
+    rng = np.random.default_rng(3)
+    p0 = rng.uniform([40, 40], [160, 110], size=(40, 2))
+    lk = ClassicalLKTracker(win_size=15)
+    p1, st = lk._lk(g0, g1, p0, max_level=2)
+    sub = np.arange(0, 40, 3)
+    p1s, sts = lk._lk(g0, g1, p0[sub], max_level=2, crop_pts=p0)
+    assert np.array_equal(p1s, p1[sub]) and np.array_equal(sts, st[sub])

@@ -97,15 +97,18 @@ class ClassicalLKTracker:
 
     # -- helpers -------------------------------------------------------------------------
     def _lk(self, g0: np.ndarray, g1: np.ndarray, p0: np.ndarray, init: np.ndarray | None = None,
-            max_level: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+            max_level: int | None = None, crop_pts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One LK pass g0 -> g1. Runs on a crop around the points (aligned to the coarsest pyramid
         level, with a margin covering the LK window and capture range at every level): the same
-        result as on the full frame, at a fraction of the pyramid-building cost."""
+        result as on the full frame, at a fraction of the pyramid-building cost. ``crop_pts``: the
+        points the crop is made around (default ``p0`` and ``init``); LK tracks every point on its
+        own, so a subset of the points tracked on the crop of a larger set comes out the same as in
+        the larger call."""
         import cv2
 
         L = self.max_level if max_level is None else max_level
         crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, self.max_iters, self.eps)
-        pts = p0 if init is None else np.concatenate([p0, init])
+        pts = crop_pts if crop_pts is not None else p0 if init is None else np.concatenate([p0, init])
         pts = pts[np.isfinite(pts).all(1)]
         H, W = g0.shape[:2]
         off = np.zeros(2, np.float64)
@@ -288,14 +291,24 @@ class ClassicalLKTracker:
                 continue
             g = group[try_]
             p_last = tracks[lt, g]
-            p1, ok = self._fb(grays[lt], grays[t], p_last, init=pred[try_],
-                              max_level=min(self.max_level, self.reacquire_max_level))
-            ok &= self._inside(p1, W, H) & (np.linalg.norm(p1 - pred[try_], axis=1) <= max_dev)
+            # forward-backward LK as ``_fb``, but the backward pass (and its crop's pyramids) only for
+            # the points whose forward result can still pass: inside, near the prediction, and like
+            # their last-seen patch. Most retries find nothing (open_drawer: ~60 % of 268), and a
+            # group is a few points, so the pass costs its crop, not its points. Same decisions as
+            # checking all of them after the full ``_fb`` (tests: test_lk_reacquire_*).
+            L = min(self.max_level, self.reacquire_max_level)
+            p1, st1 = self._lk(grays[lt], grays[t], p_last, pred[try_], L)
+            ok = st1 & self._inside(p1, W, H) & (np.linalg.norm(p1 - pred[try_], axis=1) <= max_dev)
             if not ok.any():
                 continue
             k = np.flatnonzero(ok)
             ncc = self._ncc(self._patches(as_float(int(lt)), p_last[k]), self._patches(as_float(t), p1[k]))
             ok[k[ncc < self.reacquire_min_ncc]] = False
+            if not ok.any():
+                continue
+            k = np.flatnonzero(ok)
+            p0b, st2 = self._lk(grays[t], grays[lt], p1[k], p_last[k], L, crop_pts=np.concatenate([p1, p_last]))
+            ok[k] = st2 & (np.linalg.norm(p0b - p_last[k], axis=1) <= self.fb_max_px)
             won = g[ok]
             tracks[t, won] = p1[ok]
             vis[t, won] = True
