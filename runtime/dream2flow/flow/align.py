@@ -113,12 +113,37 @@ def _ransac_pairs(x_rel: np.ndarray, z: np.ndarray, rng: np.random.Generator, it
     a_all, c_all = a_all[pos], x_rel[ig[pos]] - a_all[pos] * z[ig[pos]]
     if not len(a_all):
         return -1, 0.0, 0.0
-    counts = np.concatenate([
-        np.count_nonzero(np.abs(x_rel[None, :] - a_all[k:k + 32, None] * z[None, :] - c_all[k:k + 32, None])
-                         < inlier_m * a_all[k:k + 32, None], axis=1)
-        for k in range(0, len(a_all), 32)])
+    # |x - a·z - c| < inlier_m·a per candidate, in blocks of 32, in place (the same operations in the
+    # same order as the expression, without its temporaries)
+    blk = min(32, len(a_all))
+    buf = np.empty((blk, len(z)))
+    hit = np.empty((blk, len(z)), bool)
+    counts = np.empty(len(a_all), np.int64)
+    for k in range(0, len(a_all), 32):
+        a_k, c_k = a_all[k:k + 32, None], c_all[k:k + 32, None]
+        b, h = buf[:len(a_k)], hit[:len(a_k)]
+        np.multiply(a_k, z[None, :], out=b)
+        np.subtract(x_rel[None, :], b, out=b)
+        np.subtract(b, c_k, out=b)
+        np.abs(b, out=b)
+        np.less(b, inlier_m * a_k, out=h)
+        counts[k:k + len(a_k)] = np.count_nonzero(h, axis=1)
     kb = int(np.argmax(counts))
     return int(counts[kb]), float(a_all[kb]), float(c_all[kb])
+
+
+def _median(a: np.ndarray) -> np.float64:
+    """``np.median`` of a 1-D float array, the same number (the same order statistics from a partition,
+    their mean as ``np.mean`` takes it) without its generic-axis overhead: the per-frame alignment
+    takes ~700 medians of a few thousand values per video (issue 21)."""
+    n = a.size
+    if n == 0:
+        return np.median(a)
+    h = n // 2
+    part = np.partition(a, (h - 1, h, n - 1) if n % 2 == 0 else (h, n - 1))
+    if np.isnan(part[-1]):  # NaN sorts last; np.median returns NaN then
+        return np.float64(np.nan)
+    return part[h] if n % 2 else (part[h - 1] + part[h]) / 2
 
 
 def _line_fit(z: np.ndarray, x: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
@@ -169,7 +194,7 @@ def _fit(x_rel: np.ndarray, z: np.ndarray, cfg: AlignConfig, seed: int, region: 
     for _ in range(cfg.irls_iters):
         a_new, c_new = _line_fit(zi, xi, w)
         r = xi - a_new * zi - c_new
-        sigma = 1.4826 * np.median(np.abs(r)) + 1e-12
+        sigma = 1.4826 * _median(np.abs(r)) + 1e-12
         u = np.abs(r) / (cfg.huber_k * sigma)
         w = np.where(u <= 1, 1.0, 1.0 / np.maximum(u, 1e-12))
         done = abs(a_new - a) <= 1e-9 * abs(a) and abs(c_new - c) <= 1e-9 * (abs(c) + 1e-12)
@@ -180,7 +205,7 @@ def _fit(x_rel: np.ndarray, z: np.ndarray, cfg: AlignConfig, seed: int, region: 
     # A last least-squares pass over the pixels within ``final_sigmas`` robust sigmas removes it.
     for _ in range(3):
         r = x_rel - a * z - c
-        sigma = 1.4826 * np.median(np.abs(r[inl])) + 1e-12
+        sigma = 1.4826 * _median(np.abs(r[inl])) + 1e-12
         keep = np.abs(r) <= cfg.final_sigmas * sigma
         if keep.sum() < 2:
             break
@@ -190,7 +215,7 @@ def _fit(x_rel: np.ndarray, z: np.ndarray, cfg: AlignConfig, seed: int, region: 
                       "sign")
     s, b = 1.0 / a, -c / a
     res_all = np.abs(s * x_rel + b - z)
-    sigma_m = 1.4826 * float(np.median(res_all))
+    sigma_m = 1.4826 * float(_median(res_all))
     inliers = res_all <= max(3.0 * sigma_m, 1e-4)
     residual = float(np.sqrt(np.mean(res_all[inliers] ** 2))) if inliers.any() else float("inf")
     frac = float(inliers.mean())
@@ -313,6 +338,56 @@ def moving_region(mask0: np.ndarray, tracks_px: np.ndarray, visible: np.ndarray,
     return out
 
 
+def _hull_dilated(tracks_t: np.ndarray, visible_t: np.ndarray, H: int, W: int, margin_px: int
+                  ) -> tuple[int, int, np.ndarray] | None:
+    """The convex hull of one frame's tracks (as ``moving_region`` draws it) grown by ``margin_px``, on
+    its own bounding box: (y0, x0, crop [h,w] bool), or None without a hull. Drawn and dilated on the
+    crop (integer offsets: the same pixels as on the full frame, which clips the same)."""
+    import cv2
+
+    pts = tracks_t[visible_t] if visible_t.sum() >= 3 else tracks_t
+    pts = pts[np.isfinite(pts).all(1)]
+    if len(pts) < 3:
+        return None
+    hull = cv2.convexHull(np.round(pts).astype(np.int32).reshape(-1, 1, 2))
+    m = int(margin_px)
+    lo, hi = hull.reshape(-1, 2).min(0), hull.reshape(-1, 2).max(0)
+    x0, y0 = max(0, int(lo[0]) - m), max(0, int(lo[1]) - m)
+    x1, y1 = min(W, int(hi[0]) + m + 1), min(H, int(hi[1]) + m + 1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    reg = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillConvexPoly(reg, hull - np.array([x0, y0], np.int32), 1)
+    k = 2 * m + 1
+    return y0, x0, cv2.dilate(reg, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+
+
+class _StaticPixels:
+    """``np.flatnonzero(agree & ~moving_region(mask0, tracks, visible, t, margin))`` frame after frame
+    without whole-frame passes: the moving region is the dilation of the frame-0 mask (the same every
+    frame, done once) united with the dilation of frame t's track hull (dilation distributes over a
+    union), so each frame only drops the candidates that its hull's dilated box covers (issue 21)."""
+
+    def __init__(self, agree: np.ndarray, mask0: np.ndarray, margin_px: int) -> None:
+        H, W = agree.shape
+        self.H, self.W, self.margin = H, W, int(margin_px)
+        dil0 = moving_region(mask0, np.zeros((1, 0, 2), np.float32), np.zeros((1, 0), bool), 0, margin_px)
+        self.idx = np.flatnonzero(agree & ~dil0)
+        self.rows, self.cols = np.divmod(self.idx, W)
+
+    def at(self, tracks_t: np.ndarray, visible_t: np.ndarray) -> np.ndarray:
+        hd = _hull_dilated(tracks_t, visible_t, self.H, self.W, self.margin)
+        if hd is None:
+            return self.idx
+        y0, x0, crop = hd
+        h, w = crop.shape
+        r, c = self.rows - y0, self.cols - x0
+        box = np.flatnonzero((r >= 0) & (r < h) & (c >= 0) & (c < w))
+        keep = np.ones(len(self.idx), bool)
+        keep[box[crop[r[box], c[box]]]] = False
+        return self.idx[keep]
+
+
 def fit_static_per_frame(rel: np.ndarray, depth_m: np.ndarray, mask0: np.ndarray, tracks_px: np.ndarray,
                          visible: np.ndarray, *, config: FrameAlignConfig | None = None, seed: int = 0) -> FrameAlignment:
     """Refit the video depth frame by frame on the static scene (the camera is static, so pixels
@@ -342,19 +417,21 @@ def fit_static_per_frame(rel: np.ndarray, depth_m: np.ndarray, mask0: np.ndarray
     resid[0], npx[0] = a0.residual_m, int(use0.sum())
     direct = cfg.align.region == "mask" and not cfg.align.fallback_to_image
     d0_flat = d0.reshape(-1)
+    static = _StaticPixels(agree, mask0, cfg.object_margin_px)
     for t in range(1, T):
-        use = agree & ~moving_region(mask0, tracks_px, visible, t, cfg.object_margin_px)
-        npx[t] = int(use.sum())
+        idx = static.at(tracks_px[t], visible[t])  # = flatnonzero(agree & ~moving_region(..., t, ...))
+        npx[t] = len(idx)
         if npx[t] < cfg.min_pixels:
             continue
         try:
             if direct:  # what fit_scale_shift fits, gathered on the grid's pixels only (not whole frames)
-                idx = np.flatnonzero(use)
                 x = np.asarray(rel[t]).reshape(-1)[idx].astype(np.float64)
                 fin = np.isfinite(x)
                 a = _fit(x[fin], d0_flat[idx][fin], cfg.align, seed + t, "mask")
             else:
-                a = fit_scale_shift(rel[t], depth_m, use, config=cfg.align, seed=seed + t)
+                use = np.zeros(H * W, bool)
+                use[idx] = True
+                a = fit_scale_shift(rel[t], depth_m, use.reshape(H, W), config=cfg.align, seed=seed + t)
         except AlignmentFailed:
             continue
         gain[t], offset[t] = a.scale / a0.scale, (a.shift - a0.shift) / a0.scale
