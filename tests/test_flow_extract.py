@@ -172,3 +172,68 @@ def test_bad_inputs_raise_clear_errors() -> None:
         extract_flow(video, RGBD(flat, wall, rgbd.camera), box, rel)
     with pytest.raises(InvalidInput, match="number of points"):
         extract_flow(video, rgbd, box, rel, num_points=0)
+
+
+def _flow_arrays_equal(a: FlowResult, b: FlowResult) -> bool:
+    fa, fb = a.flow, b.flow
+    return (np.array_equal(fa.points_base, fb.points_base) and np.array_equal(fa.visible, fb.visible)
+            and np.array_equal(a.tracks_px, b.tracks_px) and fa.meta["frame_align"] == fb.meta["frame_align"]
+            and (fa.depth_scale, fa.depth_shift) == (fb.depth_scale, fb.depth_shift))
+
+
+def test_frame_align_while_tracking_equals_after_tracking() -> None:
+    """The LK tracker streams each frame once final and the static-scene fit runs on a worker meanwhile
+    (issue 21): the same flow, bit for bit, as fitting after tracking; streamed frames are what the
+    tracker returns, in order."""
+    from dataclasses import replace
+
+    from dream2flow.flow.extract import FlowConfig
+    from dream2flow.perception.classical_lk import ClassicalLKTracker
+
+    sc = cached_scene(width=320, height=240, num_frames=24, occluder=True, seed=1)
+    rel = sc.rel_depth(noise=0.005, seed=0)
+    on = extract_flow(sc.video(), sc.rgbd0(), sc.box(), rel, num_points=96, seed=0)
+    off = extract_flow(sc.video(), sc.rgbd0(), sc.box(), rel, num_points=96, seed=0,
+                       config=replace(FlowConfig(), frame_align_while_tracking=False))
+    assert "frame_align_worker" in on.timings_s and "frame_align_worker" not in off.timings_s
+    assert _flow_arrays_equal(on, off) and on.flow.meta["frame_align"]["frames_refit"] > 0
+    seen: list = []
+    tr = ClassicalLKTracker()(sc.video(), on.flow.query_px, on_frame=lambda t, p, v: seen.append((t, p, v)))
+    assert [t for t, _, _ in seen] == list(range(24))
+    assert all(np.array_equal(p, tr.tracks_px[t]) and np.array_equal(v, tr.visible[t]) for t, p, v in seen)
+
+
+def test_frame_align_stream_that_lies_is_not_trusted() -> None:
+    """A streaming tracker whose streamed frames differ from what it returns: the flow stage fits the
+    returned tracks after tracking (the same flow as without streaming); a tracker that fails mid-way
+    leaves no worker behind."""
+    import threading
+    from dataclasses import replace
+
+    from dream2flow.flow.extract import FlowConfig
+    from dream2flow.perception.classical_lk import ClassicalLKTracker
+
+    sc = cached_scene(width=320, height=240, num_frames=24, seed=0)
+    rel = sc.rel_depth(noise=0.005, seed=0)
+
+    class Liar:
+        name, streams_frames = "liar", True
+
+        def __call__(self, video, query_px, on_frame=None):
+            tr = ClassicalLKTracker()(video, query_px)
+            for t in range(len(tr.visible)):
+                on_frame(t, tr.tracks_px[t] + np.float32(5.0 * (t > 3)), tr.visible[t])
+            return tr
+
+    class Broken(Liar):
+        def __call__(self, video, query_px, on_frame=None):
+            on_frame(0, np.asarray(query_px, np.float32), np.ones(len(query_px), bool))
+            raise PerceptionFailed("tracker broke")
+
+    off = extract_flow(sc.video(), sc.rgbd0(), sc.box(), rel, num_points=64, seed=0,
+                       config=replace(FlowConfig(), frame_align_while_tracking=False))
+    lied = extract_flow(sc.video(), sc.rgbd0(), sc.box(), rel, num_points=64, seed=0, tracker=Liar())
+    assert _flow_arrays_equal(lied, off)
+    with pytest.raises(PerceptionFailed, match="tracker broke"):
+        extract_flow(sc.video(), sc.rgbd0(), sc.box(), rel, num_points=64, seed=0, tracker=Broken())
+    assert not any(t.name == "d2f-frame-align" for t in threading.enumerate())

@@ -314,11 +314,16 @@ def moving_region(mask0: np.ndarray, tracks_px: np.ndarray, visible: np.ndarray,
     """[H,W] bool: where the object may be at frame t or was at frame 0 -- its frame-0 mask and the
     convex hull of its visible tracks at t (all its tracks' last estimates when fewer than 3 are
     visible), grown by ``margin_px``."""
+    return _moving_region_at(mask0, tracks_px[t], visible[t], margin_px)
+
+
+def _moving_region_at(mask0: np.ndarray, tracks_t: np.ndarray, visible_t: np.ndarray, margin_px: int) -> np.ndarray:
+    """``moving_region`` from one frame's tracks [n,2] and visibility [n]."""
     import cv2
 
     H, W = mask0.shape
     reg = mask0.astype(np.uint8).copy()
-    pts = tracks_px[t][visible[t]] if visible[t].sum() >= 3 else tracks_px[t]
+    pts = tracks_t[visible_t] if visible_t.sum() >= 3 else tracks_t
     pts = pts[np.isfinite(pts).all(1)]
     if len(pts) >= 3:
         hull = cv2.convexHull(np.round(pts).astype(np.int32).reshape(-1, 1, 2))
@@ -371,7 +376,7 @@ class _StaticPixels:
     def __init__(self, agree: np.ndarray, mask0: np.ndarray, margin_px: int) -> None:
         H, W = agree.shape
         self.H, self.W, self.margin = H, W, int(margin_px)
-        dil0 = moving_region(mask0, np.zeros((1, 0, 2), np.float32), np.zeros((1, 0), bool), 0, margin_px)
+        dil0 = _moving_region_at(mask0, np.zeros((0, 2), np.float32), np.zeros(0, bool), margin_px)
         self.idx = np.flatnonzero(agree & ~dil0)
         self.rows, self.cols = np.divmod(self.idx, W)
 
@@ -388,55 +393,88 @@ class _StaticPixels:
         return self.idx[keep]
 
 
+class StaticSceneFitter:
+    """``fit_static_per_frame`` one frame at a time: frame 0's static fit on construction (from the
+    query points and their visibility), then ``fit_frame(t, ...)`` once frame t's tracks are final
+    (any order: the flow stage runs it on a worker while the tracker goes on, issue 21), then
+    ``result()``. A frame's fit depends only on frame 0's, its own tracks and ``seed + t``: the same
+    numbers as fitting the frames in a row."""
+
+    def __init__(self, rel: np.ndarray, depth_m: np.ndarray, mask0: np.ndarray, tracks0: np.ndarray,
+                 visible0: np.ndarray, *, config: FrameAlignConfig | None = None, seed: int = 0) -> None:
+        cfg = config or FrameAlignConfig()
+        self.cfg, self.seed, self.rel, self.depth_m = cfg, int(seed), rel, depth_m
+        T = rel.shape[0]
+        H, W = depth_m.shape
+        self.shape = (H, W)
+        grid = np.zeros((H, W), bool)
+        grid[:: cfg.grid_px, :: cfg.grid_px] = True
+        d0 = np.asarray(depth_m, np.float64)
+        base = grid & np.isfinite(d0) & (d0 > 0)
+        self.gain, self.offset = np.ones(T), np.zeros(T)
+        self.resid, self.npx, self.ok = np.full(T, np.nan), np.zeros(T, np.int64), np.zeros(T, bool)
+        self.ok[0] = True
+        self.a0: Alignment | None = None
+        try:
+            use0 = base & ~_moving_region_at(mask0, tracks0, visible0, cfg.object_margin_px)
+            a0 = fit_scale_shift(rel[0], depth_m, use0, config=cfg.align, seed=seed)
+        except AlignmentFailed:
+            return
+        r0 = np.abs(a0.scale * rel[0].astype(np.float64) + a0.shift - d0)
+        sigma = max(1.4826 * float(np.median(r0[use0 & np.isfinite(r0)])), 1e-4)
+        agree = base & np.isfinite(r0) & (r0 <= cfg.agree_sigmas * sigma)
+        self.resid[0], self.npx[0] = a0.residual_m, int(use0.sum())
+        self.direct = cfg.align.region == "mask" and not cfg.align.fallback_to_image
+        self.d0_flat = d0.reshape(-1)
+        self.static = _StaticPixels(agree, mask0, cfg.object_margin_px)
+        self.a0 = a0
+
+    def fit_frame(self, t: int, tracks_t: np.ndarray, visible_t: np.ndarray) -> None:
+        """Frame ``t`` (>= 1) from its tracks [n,2] (float32, as the flow stage keeps them) and visibility
+        [n]; a frame whose fit fails stays the identity (``ok[t]`` False)."""
+        cfg, a0 = self.cfg, self.a0
+        if a0 is None or t == 0:
+            return
+        idx = self.static.at(tracks_t, visible_t)  # = flatnonzero(agree & ~moving_region(..., t, ...))
+        self.npx[t] = len(idx)
+        if self.npx[t] < cfg.min_pixels:
+            return
+        try:
+            if self.direct:  # what fit_scale_shift fits, gathered on the grid's pixels only (not whole frames)
+                x = np.asarray(self.rel[t]).reshape(-1)[idx].astype(np.float64)
+                fin = np.isfinite(x)
+                a = _fit(x[fin], self.d0_flat[idx][fin], cfg.align, self.seed + t, "mask")
+            else:
+                use = np.zeros(self.shape[0] * self.shape[1], bool)
+                use[idx] = True
+                a = fit_scale_shift(self.rel[t], self.depth_m, use.reshape(self.shape), config=cfg.align,
+                                    seed=self.seed + t)
+        except AlignmentFailed:
+            return
+        self.gain[t], self.offset[t] = a.scale / a0.scale, (a.shift - a0.shift) / a0.scale
+        self.resid[t], self.ok[t] = a.residual_m, True
+
+    def result(self) -> FrameAlignment:
+        if self.a0 is None:  # no static fit at frame 0: every frame as it was
+            T = len(self.gain)
+            return FrameAlignment(np.ones(T), np.zeros(T), np.full(T, np.nan), np.zeros(T, np.int64),
+                                  np.eye(1, T, dtype=bool)[0])
+        return FrameAlignment(self.gain, self.offset, self.resid, self.npx, self.ok, scale0=self.a0.scale,
+                              shift0=self.a0.shift)
+
+
 def fit_static_per_frame(rel: np.ndarray, depth_m: np.ndarray, mask0: np.ndarray, tracks_px: np.ndarray,
                          visible: np.ndarray, *, config: FrameAlignConfig | None = None, seed: int = 0) -> FrameAlignment:
     """Refit the video depth frame by frame on the static scene (the camera is static, so pixels
     the object never covers keep D0's depth): ``D0 ≈ s_t·rel_t + b_t`` robustly (``fit_scale_shift``)
     over D0-valid pixels outside ``moving_region`` that agree at frame 0; returns the per-frame
     map into frame 0's relative scale, so the object keeps its own frame-0 fit (s*, b*) and only
-    the model's frame-to-frame drift is removed."""
-    cfg = config or FrameAlignConfig()
+    the model's frame-to-frame drift is removed. (``StaticSceneFitter`` frame by frame.)"""
     rel = np.asarray(rel)
-    T = rel.shape[0]
-    H, W = depth_m.shape
-    grid = np.zeros((H, W), bool)
-    grid[:: cfg.grid_px, :: cfg.grid_px] = True
-    d0 = np.asarray(depth_m, np.float64)
-    base = grid & np.isfinite(d0) & (d0 > 0)
-    gain, offset = np.ones(T), np.zeros(T)
-    resid, npx, ok = np.full(T, np.nan), np.zeros(T, np.int64), np.zeros(T, bool)
-    ok[0] = True
-    try:
-        use0 = base & ~moving_region(mask0, tracks_px, visible, 0, cfg.object_margin_px)
-        a0 = fit_scale_shift(rel[0], depth_m, use0, config=cfg.align, seed=seed)
-    except AlignmentFailed:
-        return FrameAlignment(gain, offset, resid, npx, np.eye(1, T, dtype=bool)[0])
-    r0 = np.abs(a0.scale * rel[0].astype(np.float64) + a0.shift - d0)
-    sigma = max(1.4826 * float(np.median(r0[use0 & np.isfinite(r0)])), 1e-4)
-    agree = base & np.isfinite(r0) & (r0 <= cfg.agree_sigmas * sigma)
-    resid[0], npx[0] = a0.residual_m, int(use0.sum())
-    direct = cfg.align.region == "mask" and not cfg.align.fallback_to_image
-    d0_flat = d0.reshape(-1)
-    static = _StaticPixels(agree, mask0, cfg.object_margin_px)
-    for t in range(1, T):
-        idx = static.at(tracks_px[t], visible[t])  # = flatnonzero(agree & ~moving_region(..., t, ...))
-        npx[t] = len(idx)
-        if npx[t] < cfg.min_pixels:
-            continue
-        try:
-            if direct:  # what fit_scale_shift fits, gathered on the grid's pixels only (not whole frames)
-                x = np.asarray(rel[t]).reshape(-1)[idx].astype(np.float64)
-                fin = np.isfinite(x)
-                a = _fit(x[fin], d0_flat[idx][fin], cfg.align, seed + t, "mask")
-            else:
-                use = np.zeros(H * W, bool)
-                use[idx] = True
-                a = fit_scale_shift(rel[t], depth_m, use.reshape(H, W), config=cfg.align, seed=seed + t)
-        except AlignmentFailed:
-            continue
-        gain[t], offset[t] = a.scale / a0.scale, (a.shift - a0.shift) / a0.scale
-        resid[t], ok[t] = a.residual_m, True
-    return FrameAlignment(gain, offset, resid, npx, ok, scale0=a0.scale, shift0=a0.shift)
+    fitter = StaticSceneFitter(rel, depth_m, mask0, tracks_px[0], visible[0], config=config, seed=seed)
+    for t in range(1, rel.shape[0]):
+        fitter.fit_frame(t, tracks_px[t], visible[t])
+    return fitter.result()
 
 
 def fit_shift_on_mask(rel: np.ndarray, depth_m: np.ndarray, mask: np.ndarray, scale: float, *,

@@ -11,6 +11,8 @@ and recorded by name in ``ObjectFlow.meta`` with the seed, box, alignment and ve
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -19,8 +21,8 @@ import numpy as np
 
 from dream2flow.errors import InvalidInput, PerceptionFailed
 from dream2flow.flow import MAX_NUM_POINTS
-from dream2flow.flow.align import (AlignConfig, Alignment, FrameAlignConfig, fit_scale_shift, fit_shift_on_mask,
-                                   fit_static_per_frame)
+from dream2flow.flow.align import (AlignConfig, Alignment, FrameAlignConfig, FrameAlignment, StaticSceneFitter,
+                                   fit_scale_shift, fit_shift_on_mask, fit_static_per_frame)
 from dream2flow.flow.filtering import FilterConfig, filter_flow
 from dream2flow.flow.lift import LiftConfig, lift_tracks
 from dream2flow.perception.protocols import Box, PointTracker, Segmenter, VideoDepth, validate_box
@@ -43,6 +45,7 @@ class FlowConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     erode_px: int = 3                  # query points stay this far inside the mask
     min_visible_frac0: float = 0.1     # fewer lifted points in frame 0 -> PerceptionFailed
+    frame_align_while_tracking: bool = True  # a tracker that streams its frames: fit them on a worker meanwhile
 
 
 @dataclass
@@ -65,6 +68,68 @@ def _versions() -> dict[str, str]:
     from dream2flow import __version__
 
     return {"dream2flow": __version__, "opencv": cv2.__version__, "numpy": np.__version__}
+
+
+class _StaticFitWhileTracking:
+    """The per-frame static-scene fit (``StaticSceneFitter``) on a worker thread, fed frame by frame by a
+    tracker that streams its final frames (``ClassicalLKTracker(on_frame=...)``), so that it runs while
+    the tracker goes on rather than after it (issue 21). Every frame's fit is the one
+    ``fit_static_per_frame`` makes from the returned tracks: ``finish`` checks that the streamed tracks
+    are those (else None: the caller fits them in a row)."""
+
+    def __init__(self, rel: np.ndarray, depth_m: np.ndarray, mask: np.ndarray, config: FrameAlignConfig,
+                 seed: int, num_frames: int, num_points: int) -> None:
+        self._args = (rel, depth_m, mask, config, seed)
+        self._todo: queue.SimpleQueue = queue.SimpleQueue()
+        self.tracks = np.full((num_frames, num_points, 2), np.nan, np.float32)
+        self.visible = np.zeros((num_frames, num_points), bool)
+        self._seen = np.zeros(num_frames, bool)
+        self._fitter: StaticSceneFitter | None = None
+        self._error: BaseException | None = None
+        self._stop = False
+        self.busy_s = 0.0  # seconds the worker spent fitting
+        self._thread = threading.Thread(target=self._run, name="d2f-frame-align", daemon=True)
+        self._thread.start()
+
+    def on_frame(self, t: int, tracks_t: np.ndarray, visible_t: np.ndarray) -> None:
+        if (0 <= t < len(self._seen) and tracks_t.shape == self.tracks.shape[1:]
+                and visible_t.shape == self.visible.shape[1:]):
+            self.tracks[t], self.visible[t], self._seen[t] = tracks_t, visible_t, True
+            self._todo.put(t)
+
+    def _run(self) -> None:
+        rel, depth_m, mask, config, seed = self._args
+        while True:
+            t = self._todo.get()
+            if t is None:
+                return
+            if self._stop or self._error is not None:
+                continue
+            t0 = time.perf_counter()
+            try:
+                if t == 0:
+                    self._fitter = StaticSceneFitter(rel, depth_m, mask, self.tracks[0], self.visible[0],
+                                                     config=config, seed=seed)
+                elif self._fitter is not None:
+                    self._fitter.fit_frame(t, self.tracks[t], self.visible[t])
+            except BaseException as exc:  # noqa: BLE001 (raised by finish(), in the caller's thread)
+                self._error = exc
+            self.busy_s += time.perf_counter() - t0
+
+    def cancel(self) -> None:
+        self._stop = True
+        self._todo.put(None)
+        self._thread.join()
+
+    def finish(self, tracks_px: np.ndarray, visible_2d: np.ndarray) -> FrameAlignment | None:
+        self._todo.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if (self._fitter is None or not self._seen.all() or not np.array_equal(self.tracks, tracks_px, equal_nan=True)
+                or not np.array_equal(self.visible, visible_2d)):
+            return None
+        return self._fitter.result()
 
 
 def check_inputs(video: Video, rgbd: RGBD) -> None:
@@ -144,22 +209,36 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
 
     report("track", 0.45)
     t0 = time.perf_counter()
-    tracks_px, visible_2d = trk(video, query)
-    tracks_px = np.asarray(tracks_px, np.float32)
-    visible_2d = np.asarray(visible_2d, bool)
-    timings["track"] = time.perf_counter() - t0
-    if tracks_px.shape != (T, len(query), 2) or visible_2d.shape != (T, len(query)):
-        raise PerceptionFailed(f"tracker {trk.name} returned tracks {list(tracks_px.shape)} / visibility "
-                               f"{list(visible_2d.shape)} for {len(query)} points over {T} frames")
+    # a per-frame depth model drifts in scale: refit on what does not move -- frame by frame while the
+    # tracker goes on, when it streams its frames
+    stream = (_StaticFitWhileTracking(rel, rgbd.depth_m, mask, cfg.frame_align, seed, T, len(query))
+              if cfg.frame_align.enabled and cfg.frame_align_while_tracking and getattr(trk, "streams_frames", False)
+              else None)
+    try:
+        tracks_px, visible_2d = trk(video, query, on_frame=stream.on_frame) if stream is not None else trk(video, query)
+        tracks_px = np.asarray(tracks_px, np.float32)
+        visible_2d = np.asarray(visible_2d, bool)
+        timings["track"] = time.perf_counter() - t0
+        if tracks_px.shape != (T, len(query), 2) or visible_2d.shape != (T, len(query)):
+            raise PerceptionFailed(f"tracker {trk.name} returned tracks {list(tracks_px.shape)} / visibility "
+                                   f"{list(visible_2d.shape)} for {len(query)} points over {T} frames")
+    except BaseException:
+        if stream is not None:
+            stream.cancel()
+        raise
 
     report("align", 0.8)
     frame_align = None
-    if cfg.frame_align.enabled:  # a per-frame depth model drifts in scale: refit on what does not move
-        t0 = time.perf_counter()
-        frame_align = fit_static_per_frame(rel, rgbd.depth_m, mask, tracks_px, visible_2d, config=cfg.frame_align,
-                                           seed=seed)
+    if cfg.frame_align.enabled:
+        t0 = time.perf_counter()  # with a stream: the wait for the frames it has not fitted yet
+        frame_align = stream.finish(tracks_px, visible_2d) if stream is not None else None
+        if frame_align is None:
+            frame_align = fit_static_per_frame(rel, rgbd.depth_m, mask, tracks_px, visible_2d,
+                                               config=cfg.frame_align, seed=seed)
         rel = frame_align.view(rel)  # mapped lazily: lifting reads a few crops per frame
         timings["frame_align"] = time.perf_counter() - t0
+        if stream is not None:
+            timings["frame_align_worker"] = stream.busy_s
 
     t0 = time.perf_counter()
     if (frame_align is not None and cfg.frame_align.object_fit == "shift" and frame_align.ok[0]

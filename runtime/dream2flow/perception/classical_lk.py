@@ -59,6 +59,7 @@ class ClassicalLKTracker:
     """Pyramidal Lucas-Kanade tracker (``name = "classical_lk"``); see the module docstring."""
 
     name: ClassVar[str] = "classical_lk"
+    streams_frames: ClassVar[bool] = True  # __call__ takes on_frame (see there)
     win_size: int | None = None  # None: from the query points' extent (see window_for)
     max_level: int = 3
     fb_max_px: float = 1.0
@@ -193,7 +194,12 @@ class ClassicalLKTracker:
                 & (p[:, 1] >= m) & (p[:, 1] <= H - 1 - m))
 
     # -- the tracker ---------------------------------------------------------------------
-    def __call__(self, video: VideoLike, query_px: Float[np.ndarray, "n 2"]) -> Tracks:
+    def __call__(self, video: VideoLike, query_px: Float[np.ndarray, "n 2"],
+                 on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> Tracks:
+        """Tracks of ``query_px`` through ``video``. ``on_frame(t, tracks_t, visible_t)`` (optional) is
+        called as soon as frame t's tracks [n,2] float32 and visibility [n] bool are final (later frames
+        never change them), in frame order, with the values the returned ``Tracks`` hold: work that needs
+        one frame's tracks (the flow stage's static-scene fit) can start while the tracker goes on."""
         import cv2
 
         frames = video_frames(video)
@@ -201,7 +207,7 @@ class ClassicalLKTracker:
         if q.ndim != 2 or q.shape[1] != 2 or len(q) == 0:
             raise InvalidInput(f"query points must be [n,2] with n >= 1, got {list(q.shape)}")
         if self.win_size is None:  # a configured copy: the tracker itself stays stateless (thread-safe)
-            return replace(self, win_size=self.window_for(q))(frames, q)
+            return replace(self, win_size=self.window_for(q))(frames, q, on_frame)
         T, H, W = frames.shape[:3]
         n = len(q)
         grays = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames]
@@ -209,6 +215,8 @@ class ClassicalLKTracker:
         vis = np.zeros((T, n), bool)
         tracks[0] = q
         vis[0] = self._inside(q, W, H)
+        if on_frame is not None:
+            on_frame(0, tracks[0].astype(np.float32), vis[0].copy())
         active = vis[0].copy()
         last_t = np.zeros(n, np.int64)  # frame where each point was last visible
         floats: dict[int, np.ndarray] = {}  # float32 frames for the patch checks, each converted once
@@ -245,6 +253,8 @@ class ClassicalLKTracker:
             for k in [k for k in floats if k not in keep]:
                 del floats[k]
             prev_f = cur_f
+            if on_frame is not None:  # frame t is final: everything after writes frames > t only
+                on_frame(t, tracks[t].astype(np.float32), vis[t].copy())
         return Tracks(tracks_px=tracks.astype(np.float32), visible=vis)
 
     def _retry_now(self, gap: int) -> bool:
