@@ -205,8 +205,8 @@ def test_frame_align_while_tracking_equals_after_tracking() -> None:
 
 def test_frame_align_stream_that_lies_is_not_trusted() -> None:
     """A streaming tracker whose streamed frames differ from what it returns: the flow stage fits the
-    returned tracks after tracking (the same flow as without streaming); a tracker that fails mid-way
-    leaves no worker behind."""
+    returned tracks after tracking (the same flow as without streaming); a tracker that fails mid-way,
+    or a cancel between tracking and alignment, leaves no worker behind."""
     import threading
     from dataclasses import replace
 
@@ -236,4 +236,12 @@ def test_frame_align_stream_that_lies_is_not_trusted() -> None:
     assert _flow_arrays_equal(lied, off)
     with pytest.raises(PerceptionFailed, match="tracker broke"):
         extract_flow(sc.video(), sc.rgbd0(), sc.box(), rel, num_points=64, seed=0, tracker=Broken())
+    assert not any(t.name == "d2f-frame-align" for t in threading.enumerate())
+
+    def cancel_at_align(phase: str, fraction: float) -> None:
+        if phase == "align":
+            raise KeyboardInterrupt("cancelled")
+
+    with pytest.raises(KeyboardInterrupt):
+        extract_flow(sc.video(), sc.rgbd0(), sc.box(), rel, num_points=64, seed=0, progress=cancel_at_align)
     assert not any(t.name == "d2f-frame-align" for t in threading.enumerate())

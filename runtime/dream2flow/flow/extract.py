@@ -222,12 +222,12 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
         if tracks_px.shape != (T, len(query), 2) or visible_2d.shape != (T, len(query)):
             raise PerceptionFailed(f"tracker {trk.name} returned tracks {list(tracks_px.shape)} / visibility "
                                    f"{list(visible_2d.shape)} for {len(query)} points over {T} frames")
+        report("align", 0.8)  # may raise (a cancel)
     except BaseException:
         if stream is not None:
             stream.cancel()
         raise
 
-    report("align", 0.8)
     frame_align = None
     if cfg.frame_align.enabled:
         t0 = time.perf_counter()  # with a stream: the wait for the frames it has not fitted yet
