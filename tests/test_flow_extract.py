@@ -204,9 +204,10 @@ def test_frame_align_while_tracking_equals_after_tracking() -> None:
 
 
 def test_frame_align_stream_that_lies_is_not_trusted() -> None:
-    """A streaming tracker whose streamed frames differ from what it returns: the flow stage fits the
-    returned tracks after tracking (the same flow as without streaming); a tracker that fails mid-way,
-    or a cancel between tracking and alignment, leaves no worker behind."""
+    """A streaming tracker whose streamed frames differ from what it returns, come before frame 0 or
+    come twice: the flow stage fits the returned tracks after tracking (the same flow as without
+    streaming); a tracker that fails mid-way, or a cancel between tracking and alignment, leaves no
+    worker behind."""
     import threading
     from dataclasses import replace
 
@@ -225,6 +226,22 @@ def test_frame_align_stream_that_lies_is_not_trusted() -> None:
                 on_frame(t, tr.tracks_px[t] + np.float32(5.0 * (t > 3)), tr.visible[t])
             return tr
 
+    class OutOfOrder(Liar):  # frame 0 last: the frames before it cannot have been fitted
+        def __call__(self, video, query_px, on_frame=None):
+            tr = ClassicalLKTracker()(video, query_px)
+            for t in [*range(1, len(tr.visible)), 0]:
+                on_frame(t, tr.tracks_px[t], tr.visible[t])
+            return tr
+
+    class Twice(Liar):  # frame 5 streamed again with other values: it was not final
+        def __call__(self, video, query_px, on_frame=None):
+            tr = ClassicalLKTracker()(video, query_px)
+            for t in range(len(tr.visible)):
+                on_frame(t, tr.tracks_px[t] + np.float32(5.0 * (t == 5)), tr.visible[t])
+                if t == 5:
+                    on_frame(t, tr.tracks_px[t], tr.visible[t])
+            return tr
+
     class Broken(Liar):
         def __call__(self, video, query_px, on_frame=None):
             on_frame(0, np.asarray(query_px, np.float32), np.ones(len(query_px), bool))
@@ -234,6 +251,9 @@ def test_frame_align_stream_that_lies_is_not_trusted() -> None:
                        config=replace(FlowConfig(), frame_align_while_tracking=False))
     lied = extract_flow(sc.video(), sc.rgbd0(), sc.box(), rel, num_points=64, seed=0, tracker=Liar())
     assert _flow_arrays_equal(lied, off)
+    for odd in (OutOfOrder(), Twice()):
+        assert _flow_arrays_equal(extract_flow(sc.video(), sc.rgbd0(), sc.box(), rel, num_points=64, seed=0,
+                                               tracker=odd), off)
     with pytest.raises(PerceptionFailed, match="tracker broke"):
         extract_flow(sc.video(), sc.rgbd0(), sc.box(), rel, num_points=64, seed=0, tracker=Broken())
     assert not any(t.name == "d2f-frame-align" for t in threading.enumerate())

@@ -84,6 +84,8 @@ class _StaticFitWhileTracking:
         self.tracks = np.full((num_frames, num_points, 2), np.nan, np.float32)
         self.visible = np.zeros((num_frames, num_points), bool)
         self._seen = np.zeros(num_frames, bool)
+        self._fitted = np.zeros(num_frames, bool)  # written by the worker only
+        self._twice = False
         self._fitter: StaticSceneFitter | None = None
         self._error: BaseException | None = None
         self._stop = False
@@ -92,10 +94,14 @@ class _StaticFitWhileTracking:
         self._thread.start()
 
     def on_frame(self, t: int, tracks_t: np.ndarray, visible_t: np.ndarray) -> None:
-        if (0 <= t < len(self._seen) and tracks_t.shape == self.tracks.shape[1:]
+        if not (0 <= t < len(self._seen) and tracks_t.shape == self.tracks.shape[1:]
                 and visible_t.shape == self.visible.shape[1:]):
-            self.tracks[t], self.visible[t], self._seen[t] = tracks_t, visible_t, True
-            self._todo.put(t)
+            return
+        if self._seen[t]:  # a frame streamed twice was not final: not trusted (finish says so)
+            self._twice = True
+            return
+        self.tracks[t], self.visible[t], self._seen[t] = tracks_t, visible_t, True
+        self._todo.put(t)
 
     def _run(self) -> None:
         rel, depth_m, mask, config, seed = self._args
@@ -110,8 +116,10 @@ class _StaticFitWhileTracking:
                 if t == 0:
                     self._fitter = StaticSceneFitter(rel, depth_m, mask, self.tracks[0], self.visible[0],
                                                      config=config, seed=seed)
-                elif self._fitter is not None:
+                    self._fitted[0] = True
+                elif self._fitter is not None:  # frames streamed before frame 0 stay unfitted (not trusted)
                     self._fitter.fit_frame(t, self.tracks[t], self.visible[t])
+                    self._fitted[t] = True
             except BaseException as exc:  # noqa: BLE001 (raised by finish(), in the caller's thread)
                 self._error = exc
             self.busy_s += time.perf_counter() - t0
@@ -126,8 +134,8 @@ class _StaticFitWhileTracking:
         self._thread.join()
         if self._error is not None:
             raise self._error
-        if (self._fitter is None or not self._seen.all() or not np.array_equal(self.tracks, tracks_px, equal_nan=True)
-                or not np.array_equal(self.visible, visible_2d)):
+        if (self._fitter is None or self._twice or not self._fitted.all()
+                or not np.array_equal(self.tracks, tracks_px, equal_nan=True) or not np.array_equal(self.visible, visible_2d)):
             return None
         return self._fitter.result()
 
