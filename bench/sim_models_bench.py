@@ -22,12 +22,14 @@ as ``dream2flow flow`` reads it. Per scene it measures
   segmenter with the simulator's relative depth: the error of detection + segmentation + tracking
   alone), and ``perceived`` / ``perceived_maskfit`` / ``perceived_dis`` / ``perceived_noalign``
   (everything from the sim models: detector box, sim segmenter, depth model; maskfit: the object's
-  scale and shift fitted on its own pixels).
+  scale and shift fitted on its own pixels); ``*_noanchor``: the same without anchoring each track's
+  frame-0 depth to D0 (``flow.anchor``, on by default).
 
 Prints JSON lines (one per scene and variant, then a summary per task and variant with ratios to
 ``privileged`` measured in the same process).
 
     flock /tmp/d2f-heavy.lock .venv/bin/python bench/sim_models_bench.py --seeds 5 --json bench/results/sim_models.json
+    ... --seeds 10 --acceptance-seeds --variants privileged,perceived_simrel,perceived,perceived_noanchor   # issue 14 table
     .venv/bin/python bench/sim_models_bench.py --quick   # one task, one seed, 12 frames
 """
 
@@ -47,8 +49,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT_START = 60000  # export_tools/sim_data.SPLITS["heldout"]
 TASKS = ("bread_in_bowl", "open_drawer", "open_oven", "open_door")
-VARIANTS = ("privileged", "privileged_dis", "simrel_noalign", "perceived_simrel", "sim_depth", "sim_depth_maskfit",
-            "sim_depth_noalign", "perceived", "perceived_maskfit", "perceived_dis", "perceived_noalign")
+ACCEPT_START = 60500  # tests/test_perception_sim_config.py: acceptance 2 renders seed 60500 + the task's index in TASKS
+VARIANTS = ("privileged", "privileged_noanchor", "privileged_dis", "simrel_noalign", "perceived_simrel",
+            "perceived_simrel_noanchor", "sim_depth", "sim_depth_maskfit", "sim_depth_noalign", "perceived",
+            "perceived_noanchor", "perceived_maskfit", "perceived_dis", "perceived_noalign")
 
 
 def emit(rows: list[dict[str, Any]], **kw: Any) -> None:
@@ -109,6 +113,7 @@ def run_scene(task: str, seed: int, num_frames: int, perc: dict[str, Any], rows:
     from dream2flow import sim
     from dream2flow.errors import Dream2FlowError
     from dream2flow.flow.align import FrameAlignConfig
+    from dream2flow.flow.anchor import AnchorConfig
     from dream2flow.flow.extract import FlowConfig, extract_flow
     from dream2flow.perception.classical import ClassicalLKTracker
     from dream2flow.perception.classical_dis import DISFlowTracker
@@ -159,16 +164,20 @@ def run_scene(task: str, seed: int, num_frames: int, perc: dict[str, Any], rows:
     # flows
     no_align = replace(FlowConfig(), frame_align=replace(FrameAlignConfig(), enabled=False))
     mask_fit = replace(FlowConfig(), frame_align=replace(FrameAlignConfig(), object_fit="scale_shift"))
+    no_anchor = replace(FlowConfig(), anchor=AnchorConfig(enabled=False))
     lk, dis = ClassicalLKTracker(), DISFlowTracker()
     variants = {
         "privileged": (box_priv, gen.rel_depth, None, lk, None),
+        "privileged_noanchor": (box_priv, gen.rel_depth, None, lk, no_anchor),
         "privileged_dis": (box_priv, gen.rel_depth, None, dis, None),
         "simrel_noalign": (box_priv, gen.rel_depth, None, lk, no_align),
         "sim_depth": (box_priv, rel_model, None, lk, None),
         "sim_depth_maskfit": (box_priv, rel_model, None, lk, mask_fit),
         "sim_depth_noalign": (box_priv, rel_model, None, lk, no_align),
         "perceived_simrel": (det_box, gen.rel_depth, perc["segmenter"], lk, None),
+        "perceived_simrel_noanchor": (det_box, gen.rel_depth, perc["segmenter"], lk, no_anchor),
         "perceived": (det_box, rel_model, perc["segmenter"], lk, None),
+        "perceived_noanchor": (det_box, rel_model, perc["segmenter"], lk, no_anchor),
         "perceived_maskfit": (det_box, rel_model, perc["segmenter"], lk, mask_fit),
         "perceived_dis": (det_box, rel_model, perc["segmenter"], dis, None),
         "perceived_noalign": (det_box, rel_model, perc["segmenter"], lk, no_align),
@@ -227,6 +236,9 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "ok": f"{len(ok)}/{len(fl)}",
                 "median_of_median_err_mm": round(1000 * med, 2) if med is not None else None,
                 "worst_median_err_mm": round(1000 * max(r["median_err_m"] for r in ok), 2) if ok else None,
+                "within_15mm": f"{sum(r['median_err_m'] <= 0.015 for r in ok)}/{len(fl)}",
+                "per_scene_mm": {f"{r['task']}:{r['seed']}": (round(1000 * r["median_err_m"], 1) if r["ok"] else None)
+                                 for r in fl},
                 "visible_fraction": round(float(np.mean([r["visible_fraction"] for r in ok])), 4) if ok else None,
                 "ratio_to_privileged": round(med / base_med, 3) if med is not None and base_med else None}
         out.append(s)
@@ -238,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--seeds", type=int, default=5, help="held-out scenes per task (seeds 60000..; default 5)")
+    ap.add_argument("--acceptance-seeds", action="store_true",
+                    help=f"also each task's acceptance-2 scene (seed {ACCEPT_START} + the task's index in {', '.join(TASKS)})")
     ap.add_argument("--frames", type=int, default=48, help="video frames (default 48, as eval)")
     ap.add_argument("--models-dir", type=Path, default=ROOT / "exported_models")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="flow variants to run (default: all)")
@@ -260,8 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for task in args.tasks.split(","):
-        for i in range(args.seeds):
-            run_scene(task, HELDOUT_START + i, args.frames, perc, rows)
+        seeds = [HELDOUT_START + i for i in range(args.seeds)]
+        if args.acceptance_seeds:
+            seeds.append(ACCEPT_START + TASKS.index(task))
+        for seed in seeds:
+            run_scene(task, seed, args.frames, perc, rows)
     summary = summarise(rows)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

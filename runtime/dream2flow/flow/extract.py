@@ -23,6 +23,7 @@ from dream2flow.errors import InvalidInput, PerceptionFailed
 from dream2flow.flow import MAX_NUM_POINTS
 from dream2flow.flow.align import (AlignConfig, Alignment, FrameAlignConfig, FrameAlignment, StaticSceneFitter,
                                    fit_scale_shift, fit_shift_on_mask, fit_static_per_frame)
+from dream2flow.flow.anchor import AnchorConfig, anchor_to_d0
 from dream2flow.flow.filtering import FilterConfig, filter_flow
 from dream2flow.flow.lift import LiftConfig, lift_tracks
 from dream2flow.perception.protocols import Box, PointTracker, Segmenter, VideoDepth, validate_box
@@ -42,6 +43,7 @@ class FlowConfig:
     align: AlignConfig = field(default_factory=AlignConfig)
     frame_align: FrameAlignConfig = field(default_factory=FrameAlignConfig)
     lift: LiftConfig = field(default_factory=LiftConfig)
+    anchor: AnchorConfig = field(default_factory=AnchorConfig)  # each track's frame-0 depth = D0 (flow.anchor)
     filter: FilterConfig = field(default_factory=FilterConfig)
     erode_px: int = 3                  # query points stay this far inside the mask
     min_visible_frac0: float = 0.1     # fewer lifted points in frame 0 -> PerceptionFailed
@@ -260,6 +262,9 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
     report("lift", 0.85)
     t0 = time.perf_counter()
     points, visible = lift_tracks(tracks_px, visible_2d, rel, alignment, rgbd.camera, cfg.lift)
+    anchor_stats: dict[str, Any] = {"enabled": False}
+    if cfg.anchor.enabled:
+        points, anchor_stats = anchor_to_d0(points, visible, query, rgbd.depth_m, rgbd.camera, cfg.anchor)
     timings["lift"] = time.perf_counter() - t0
     if visible[0].mean() < cfg.min_visible_frac0:
         raise PerceptionFailed(f"only {100 * visible[0].mean():.0f}% of the query points have usable depth in "
@@ -287,6 +292,7 @@ def extract_flow(video: Video, rgbd: RGBD, box: Box, video_depth: VideoDepth | n
         "filter": {"enabled": cfg.filter.enabled, "outliers_removed": fstats.outliers_removed,
                    "smooth_half_window": cfg.filter.smooth_half_window if cfg.filter.enabled else 0},
         "lift": {"median_px": cfg.lift.median_px},
+        "anchor": anchor_stats,
         "versions": _versions(),
     }
     flow = ObjectFlow(points_base=points.astype(np.float32), visible=visible, query_px=query, fps=video.fps,
