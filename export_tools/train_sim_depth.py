@@ -157,6 +157,27 @@ def predict(model: Any, rgb: np.ndarray, batch: int = 16) -> np.ndarray:
     return np.concatenate(out)
 
 
+def orient(model: Any, data: dict[str, np.ndarray]) -> bool:
+    """The scale-and-shift-invariant loss leaves the output's sign free (a negative per-image s fits as
+    well), so a run may come out predicting inverse depth. The contract is larger = farther: where most
+    validation frames fit with s < 0, the 1x1 output head's weight and bias are negated (the output is
+    then exactly negated: everything after the head is linear). Returns whether it flipped."""
+    import torch
+
+    pred = predict(model, data["rgb"])
+    signs = []
+    for p, g in zip(pred, data["depth"]):
+        v = g > 0
+        A = np.stack([p[v], np.ones(int(v.sum()))], 1).astype(np.float64)
+        signs.append(np.sign(np.linalg.lstsq(A, g[v].astype(np.float64), rcond=None)[0][0]))
+    if np.mean(signs) >= 0:
+        return False
+    with torch.no_grad():
+        model.net.head.weight.neg_()
+        model.net.head.bias.neg_()
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -199,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"object|static {100 * parts['obj_static']:.2f} % "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
     t_train = time.perf_counter() - t0
+    flipped = orient(model, va)
+    if flipped:
+        print("[depth] the output came out as inverse depth (negative per-image scale on the validation frames): "
+              "head negated (exact), larger = farther")
     val = metrics(predict(model, va["rgb"]), va["depth"], va["obj"])
     print(f"[depth] validation: {val}")
     example = torch.from_numpy(sim_train.normalise(va["rgb"][:1]))
@@ -209,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                       "object paths; lighting and camera-pose jitter)",
         "tasks": sorted({s.task for s in train_scenes}), "train_seeds": sim_train.seeds_of(train_scenes),
         "val_seeds": sim_train.seeds_of(val_scenes), "train_frames": int(len(tr["rgb"])),
-        "steps": args.steps, "batch": args.batch, "crop_px": CROP, "widths": list(WIDTHS), "seed": args.seed, "quick": bool(args.quick),
+        "steps": args.steps, "batch": args.batch, "output_negated": bool(flipped), "crop_px": CROP, "widths": list(WIDTHS), "seed": args.seed, "quick": bool(args.quick),
         "wall_time_s": round(wall, 1), "train_time_s": round(t_train, 1), "data_time_s": round(t_data, 1),
         "machine": "2-core CPU (torch CPU threads: %d)" % args.threads,
         "val_metrics": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in val.items()},
