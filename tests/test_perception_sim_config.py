@@ -55,18 +55,20 @@ def test_models_check_verifies_the_shipped_sim_models() -> None:
 
 
 class _Renders:
-    """``sim render`` folders of held-out seeds, made on first use (one per task)."""
+    """``sim render`` folders of held-out seeds, made on first use: ``renders[task]`` is the task's
+    acceptance scene (seed 60500 + the task's index), ``renders[task, seed]`` any held-out seed."""
 
     def __init__(self, root: Path) -> None:
         self.root, self.done = root, {}
 
-    def __getitem__(self, task: str) -> Path:
-        if task not in self.done:
-            d = self.root / task
-            r = _cli("sim", "render", "--task", task, "--seed", str(ACCEPT_SEED + TASKS.index(task)), "--out", str(d))
+    def __getitem__(self, key: str | tuple[str, int]) -> Path:
+        task, seed = key if isinstance(key, tuple) else (key, ACCEPT_SEED + TASKS.index(key))
+        if (task, seed) not in self.done:
+            d = self.root / f"{task}_{seed}"
+            r = _cli("sim", "render", "--task", task, "--seed", str(seed), "--out", str(d))
             assert r.returncode == 0, r.stderr[-2000:]
-            self.done[task] = d
-        return self.done[task]
+            self.done[task, seed] = d
+        return self.done[task, seed]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +87,7 @@ def test_unknown_prompt_is_one_line_naming_the_vocabulary(renders, tmp_path: Pat
     assert "Traceback" not in r.stderr and not (tmp_path / "f" / "flow.npz").exists()
 
 
-def _perceived_flow(renders, task: str, out: Path) -> tuple[subprocess.CompletedProcess, dict | None]:
+def _perceived_flow(renders, task: str | tuple[str, int], out: Path) -> tuple[subprocess.CompletedProcess, dict | None]:
     """``dream2flow flow --perception hw/perception.sim.toml --prompt P`` (no --box, no --video-depth) on a
     held-out render -> (the CLI's result, the flow's error against the ground truth or None)."""
     from dream2flow.config import load_camera
