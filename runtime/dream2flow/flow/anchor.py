@@ -11,8 +11,12 @@ the measured point and the model only supplies each track's depth *change*.
 Per track, along its own camera ray (the pixel is the tracker's, only the depth changes), no
 assumption about the object's shape or rigidity. A track whose offset is larger than
 ``max_offset_m`` is left as it was (D0 or the model is wrong there: a rim pixel, a hole in D0).
-With a depth that is already exact (the simulator's relative depth) the offsets are ~0 and the flow
-is unchanged up to the lift's median filter.
+An offset read in frame 0 also carries frame 0's noise, which would then be added to every frame:
+the offsets' spread about their median is shrunk by the video depth's own per-frame noise, measured
+from the tracks' second differences over time (``_shrinkage``). The simulator's relative depth (1 %
+independent noise per pixel and frame, nothing persistent) is thereby left as it was (flows within
++-0.06 mm); the sim-trained model's persistent error is kept (shrink 0.6-0.95). Measured on held-out
+scenes in ``bench/results/sim_models.md`` (issue 14: median error 1-2 mm lower per task).
 """
 
 from __future__ import annotations
