@@ -143,121 +143,130 @@ def run_episode(task: str, seed: int, *, methods: tuple[str, ...] = ("dream2flow
         observation = env.render_rgbd()
     except Dream2FlowError as exc:
         return fail_all("scene", exc)
-    prefetch: list[Any] = []
 
-    def _start_grasps(mask: np.ndarray) -> None:  # grasp proposals need only D0 and the mask (issue 21)
-        from dream2flow.planning.grasp_prefetch import GraspPrefetch
+    def _episode_rest() -> EpisodeResult:
+        try:
+            generated = shared.run("video", lambda: env.generate_video(artifacts, num_frames=num_frames, seed=seed))
+        except Dream2FlowError as exc:
+            return fail_all("video", exc)
 
-        prefetch.append(GraspPrefetch(observation, mask, variants[methods[0]][1]))
-
-    # with the box given, I0 is segmented and the grasps proposed while the video is generated
-    box0, early_mask = None, None
-    if inputs == "privileged":
-        from dream2flow.flow.early import segment_early
+        def _flow() -> Any:
+            box = None
+            if inputs == "privileged":  # the simulator's truth, labelled as such in every report
+                box = box0 if box0 is not None else tuple(int(v) for v in env.object_box())
+            ahead = early.flow_kwargs(perception, observation, box=box, prompt=env.object_prompt,
+                                      seed=seed) if early is not None else {}
+            if inputs == "privileged":
+                return perceive_flow(generated.video, observation, perception=perception, box=box,
+                                     video_depth=generated.rel_depth, thumb_px=generated.thumb_px,
+                                     prompt=env.object_prompt, num_points=num_points, seed=seed, **ahead)
+            return perceive_flow(generated.video, observation, perception=perception, prompt=env.object_prompt,
+                                 num_points=num_points, seed=seed, **ahead)
 
         try:
-            box0 = tuple(int(v) for v in env.object_box())
-            early_mask = segment_early(perception.segmenter(seed), observation, box0, then=_start_grasps)
-        except Dream2FlowError:  # left for the flow stage to report
-            box0, early_mask = None, None
-    try:
-        generated = shared.run("video", lambda: env.generate_video(artifacts, num_frames=num_frames, seed=seed))
-    except Dream2FlowError as exc:
-        return fail_all("video", exc)
+            perceived = shared.run("flow", _flow)
+        except Dream2FlowError as exc:
+            failed = fail_all("flow", exc)
+            failed.backends = _expected_backends(perception, inputs, generated.thumb_px is not None)
+            return failed
+        if early is not None:
+            shared.stages["flow"].metrics.update(early.metrics())
+        flow_result = perceived.result
+        flow = flow_result.flow
+        backends = dict(flow.meta.get("backends", {}))
+        # the pictures and input files are written on a worker thread while the arm plans and moves
+        # (issue 21: ~1.5 s of the demo); all are on disk before this returns, or their error raised
+        writes = _BackgroundWrites()
+        try:
+            if out is not None:
+                writes.submit(_write_episode_inputs, out, env, observation, generated, perceived.box, flow_result)
 
-    def _flow() -> Any:
-        if inputs == "privileged":  # the simulator's truth, labelled as such in every report
-            return perceive_flow(generated.video, observation, perception=perception,
-                                 box=box0 if box0 is not None else tuple(int(v) for v in env.object_box()),
-                                 video_depth=generated.rel_depth, thumb_px=generated.thumb_px,
-                                 prompt=env.object_prompt, num_points=num_points, seed=seed,
-                                 mask=early_mask, on_mask=None if early_mask is not None else _start_grasps)
-        return perceive_flow(generated.video, observation, perception=perception, prompt=env.object_prompt,
-                             num_points=num_points, seed=seed, on_mask=_start_grasps)
-
-    try:
-        perceived = shared.run("flow", _flow)
-    except Dream2FlowError as exc:
-        failed = fail_all("flow", exc)
-        failed.backends = _expected_backends(perception, inputs, generated.thumb_px is not None)
-        return failed
-    flow_result = perceived.result
-    flow = flow_result.flow
-    backends = dict(flow.meta.get("backends", {}))
-    # the pictures and input files are written on a worker thread while the arm plans and moves
-    # (issue 21: ~1.5 s of the demo); all are on disk before this returns, or their error raised
-    writes = _BackgroundWrites()
-    try:
-        if out is not None:
-            writes.submit(_write_episode_inputs, out, env, observation, generated, perceived.box, flow_result)
-
-        for method in methods:
-            runner = _StageRunner(progress, cancel)
-            method_out = out / method if (out is not None and len(methods) > 1) else out
-            if method_out is not None:
-                method_out.mkdir(parents=True, exist_ok=True)
-            stage = "plan"
-            try:
-                def _plan(method: str = method) -> Any:
-                    _warmed(warm)
-                    base, cfg = variants[method]
-                    return plan_from_flow(flow, observation, q0=env.q_home, method=base,
-                                          object_mask=flow_result.mask, thumb_px=perceived.thumb_px, config=cfg,
-                                          prefetch=prefetch[-1] if prefetch else None)
-
-                plan = runner.run("plan", _plan)
-                plan.meta[PROVENANCE] = sim_provenance(task, seed)
+            for method in methods:
+                runner = _StageRunner(progress, cancel)
+                method_out = out / method if (out is not None and len(methods) > 1) else out
                 if method_out is not None:
-                    from dream2flow.planning.pictures import write_plan_png
-
-                    plan.save(method_out / "plan.npz")
-                    writes.submit(write_plan_png, method_out / "plan.png", plan, flow)
-                stage = "execute"
-                run_env = sim.make_env(task, seed, vary=vary)  # a fresh, identical scene: methods never see each other's state
-                backend = run_env.robot_backend(impedance=impedance)
-                recorder = run_env.background_frames(EXECUTION_VIDEO_SCALE) if record_video else None
-                on_tick = _frame_recorder(recorder, rate_hz) if recorder is not None else None
-                ran: dict[str, Any] = {}
-
-                def _execute() -> Any:
-                    from dream2flow.errors import ExecutionFailed
-
-                    res = execute_plan(plan, backend, rate_hz=rate_hz, stop_event=cancel, on_tick=on_tick)
-                    ran["result"] = res
-                    # Let the world come to rest (a released piece falls into the bowl) before the check.
-                    for k in range(int(settle_s * rate_hz)):
-                        backend.step(1.0 / rate_hz)
-                        if on_tick is not None:
-                            on_tick(res.commands_sent + k, 0.0, backend)
-                    if not res.ok:
-                        raise ExecutionFailed(res.reason)
-                    return res
-
-                verdict: tuple[str, bool] | None = None
+                    method_out.mkdir(parents=True, exist_ok=True)
+                stage = "plan"
                 try:
+                    def _plan(method: str = method) -> Any:
+                        _warmed(warm)
+                        base, cfg = variants[method]
+                        return plan_from_flow(flow, observation, q0=env.q_home, method=base,
+                                              object_mask=flow_result.mask, thumb_px=perceived.thumb_px, config=cfg,
+                                              prefetch=early.prefetch if early is not None else None)
+
+                    plan = runner.run("plan", _plan)
+                    plan.meta[PROVENANCE] = sim_provenance(task, seed)
+                    if method_out is not None:
+                        from dream2flow.planning.pictures import write_plan_png
+
+                        plan.save(method_out / "plan.npz")
+                        writes.submit(write_plan_png, method_out / "plan.png", plan, flow)
+                    stage = "execute"
+                    run_env = sim.make_env(task, seed, vary=vary)  # a fresh, identical scene: methods never see each other's state
+                    backend = run_env.robot_backend(impedance=impedance)
+                    recorder = run_env.background_frames(EXECUTION_VIDEO_SCALE) if record_video else None
+                    on_tick = _frame_recorder(recorder, rate_hz) if recorder is not None else None
+                    ran: dict[str, Any] = {}
+
+                    def _execute() -> Any:
+                        from dream2flow.errors import ExecutionFailed
+
+                        res = execute_plan(plan, backend, rate_hz=rate_hz, stop_event=cancel, on_tick=on_tick)
+                        ran["result"] = res
+                        # Let the world come to rest (a released piece falls into the bowl) before the check.
+                        for k in range(int(settle_s * rate_hz)):
+                            backend.step(1.0 / rate_hz)
+                            if on_tick is not None:
+                                on_tick(res.commands_sent + k, 0.0, backend)
+                        if not res.ok:
+                            raise ExecutionFailed(res.reason)
+                        return res
+
+                    verdict: tuple[str, bool] | None = None
                     try:
-                        runner.run("execute", _execute)
-                    except Dream2FlowError as exc:
-                        verdict = (f"STOPPED: {exc.message}", False)
-                        raise
-                    stage = "check"
-                    outcome = runner.run("check", run_env.success)
-                    verdict = (f"{'SUCCESS' if outcome.success else 'FAILED'}: {outcome.reason}", bool(outcome.success))
-                finally:  # a failed run's video is the most useful picture of all
-                    frames = recorder.frames() if recorder is not None else []
-                    if method_out is not None and frames and "result" in ran:
-                        _write_execution_video(method_out / "execution.mp4", frames, ran["result"], plan,
-                                               scaled_camera(run_env.camera_model(), *recorder.size()), rate_hz, verdict)
-                failure = None if outcome.success else ("grasp" if _object_never_moved(outcome) else "execution")
-                results.append(MethodResult(method, bool(outcome.success), failure,
-                                            None if outcome.success else outcome.reason, float(outcome.value),
-                                            runner.stages))
-            except Dream2FlowError as exc:
-                results.append(MethodResult(method, False, _classify_failure(exc, stage), exc.message, None,
-                                            runner.stages))
+                        try:
+                            runner.run("execute", _execute)
+                        except Dream2FlowError as exc:
+                            verdict = (f"STOPPED: {exc.message}", False)
+                            raise
+                        stage = "check"
+                        outcome = runner.run("check", run_env.success)
+                        verdict = (f"{'SUCCESS' if outcome.success else 'FAILED'}: {outcome.reason}", bool(outcome.success))
+                    finally:  # a failed run's video is the most useful picture of all
+                        frames = recorder.frames() if recorder is not None else []
+                        if method_out is not None and frames and "result" in ran:
+                            _write_execution_video(method_out / "execution.mp4", frames, ran["result"], plan,
+                                                   scaled_camera(run_env.camera_model(), *recorder.size()), rate_hz, verdict)
+                    failure = None if outcome.success else ("grasp" if _object_never_moved(outcome) else "execution")
+                    results.append(MethodResult(method, bool(outcome.success), failure,
+                                                None if outcome.success else outcome.reason, float(outcome.value),
+                                                runner.stages))
+                except Dream2FlowError as exc:
+                    results.append(MethodResult(method, False, _classify_failure(exc, stage), exc.message, None,
+                                                runner.stages))
+        finally:
+            writes.wait()
+        return EpisodeResult(task, seed, artifacts, results, shared.stages, inputs, backends)
+
+    # I0 is detected (perceived inputs: by the configured detector) and segmented, and the grasps
+    # proposed, while the video is generated (early.EarlyPerception, issue 21)
+    from dream2flow.early import EarlyPerception
+
+    box0, early = None, None
+    try:
+        if inputs == "privileged":
+            box0 = tuple(int(v) for v in env.object_box())
+        early = EarlyPerception(perception, observation, box=box0, prompt=env.object_prompt, seed=seed,
+                                planner_config=variants[methods[0]][1])
+    except Dream2FlowError:  # left for the flow stage to report
+        box0, early = None, None
+    try:
+        return _episode_rest()
     finally:
-        writes.wait()
-    return EpisodeResult(task, seed, artifacts, results, shared.stages, inputs, backends)
+        if early is not None:
+            early.close()
+
 
 
 class _BackgroundWrites:

@@ -51,7 +51,10 @@ class TaskInputs:
     ([T,2] or [2]) are optional overrides; without them ``perception`` (a
     ``perception.factory.Perception``; None = the default configuration) finds the box from
     ``object_prompt``, computes the depth and looks for the hand. ``fit``: how the video was
-    fitted to the camera (``video.fit.Fit``), if it was."""
+    fitted to the camera (``video.fit.Fit``), if it was. ``early``: I0's detection / segmentation and
+    the grasp proposals started before the video existed (``early.EarlyPerception``, on these
+    ``observation``, ``box``, ``object_prompt``, ``perception`` and ``seed``; used where it matches);
+    whoever started it closes it."""
 
     observation: RGBD
     video: Video
@@ -68,6 +71,7 @@ class TaskInputs:
     thumb_px: np.ndarray | None = None
     dry_run: bool = False
     rate_hz: float = 100.0
+    early: Any = None
 
 
 @dataclass
@@ -151,12 +155,16 @@ def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = N
     artifacts: dict[str, str] = {}
     flow = plan = execution = None
     try:
+        early = inputs.early
+
         def _flow() -> Any:
             perception = inputs.perception if inputs.perception is not None else load_perception(None)
+            ahead = early.flow_kwargs(perception, inputs.observation, box=inputs.box, prompt=inputs.object_prompt,
+                                      seed=inputs.seed) if early is not None else {}
             return perceive_flow(inputs.video, inputs.observation, perception=perception, box=inputs.box,
                                  prompt=inputs.object_prompt, video_depth=inputs.video_depth,
                                  thumb_px=inputs.thumb_px, num_points=inputs.num_points, seed=inputs.seed,
-                                 fit=inputs.fit, progress=phases("flow"))
+                                 fit=inputs.fit, progress=phases("flow"), **ahead)
 
         perceived = runner.run("flow", _flow)
         result = perceived.result
@@ -171,7 +179,8 @@ def run_task(inputs: TaskInputs, backend: Any, *, out_dir: str | Path | None = N
                 artifacts["flow_png"] = str(write_flow_png(out / "flow.png", flow, inputs.observation.rgb) or out / "flow.png")
         plan = runner.run("plan", lambda: plan_from_flow(
             flow, inputs.observation, q0=inputs.q0, method=inputs.method, object_mask=result.mask,
-            thumb_px=perceived.thumb_px, progress=phases("plan")))
+            thumb_px=perceived.thumb_px, progress=phases("plan"),
+            prefetch=early.prefetch if early is not None else None))
         if out is not None:
             artifacts["plan"] = str(plan.save(out / "plan.npz"))
             if pictures:

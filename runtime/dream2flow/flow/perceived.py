@@ -98,11 +98,15 @@ def perceive_flow(video: Video, rgbd: RGBD, *, perception: "Perception", box: An
                   num_points: int = 256, seed: int = 0, fit: "Fit | None" = None, check_first_frame: bool = True,
                   find_thumb: bool = True, config: FlowConfig | None = None,
                   progress: Callable[[str, float], None] | None = None,
-                  on_mask: Callable[[np.ndarray], None] | None = None, mask: Any = None) -> PerceivedFlow:
+                  on_mask: Callable[[np.ndarray], None] | None = None, mask: Any = None,
+                  detection: Any = None) -> PerceivedFlow:
     """See the module docstring. ``box``, ``video_depth``, ``thumb_px``: overrides (None = perceive
     it); ``prompt``: the object prompt (needed without a box); ``fit``: how the video was fitted to
     the camera (``video.fit``; its padding is excluded from the checks and the depth); ``on_mask``,
-    ``mask`` (I0's segmentation by ``perception.segmenter(seed)``, made beforehand): see ``extract_flow``."""
+    ``mask`` (I0's segmentation by ``perception.segmenter(seed)``, made beforehand): see ``extract_flow``;
+    ``detection``: without a box, ``detect_box(perception, rgbd.rgb, prompt)``'s result (box, score,
+    detector) made beforehand, or a future of it (``flow.early.detect_early``; its error is raised here,
+    where the detector would have run)."""
     from dream2flow.video.first_frame import check_first_frame as check_ff
 
     timings: dict[str, float] = {}
@@ -128,7 +132,10 @@ def perceive_flow(video: Video, rgbd: RGBD, *, perception: "Perception", box: An
         box_source, box_score = GIVEN_BOX, None
     else:
         t0 = time.perf_counter()
-        box_f, box_score, box_source = detect_box(perception, rgbd.rgb, prompt)
+        if detection is None:
+            box_f, box_score, box_source = detect_box(perception, rgbd.rgb, prompt)
+        else:  # detected before the video was there: wait for it
+            box_f, box_score, box_source = detection.result() if hasattr(detection, "result") else detection
         timings["detect"] = time.perf_counter() - t0
 
     if video_depth is None:

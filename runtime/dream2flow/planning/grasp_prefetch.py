@@ -19,7 +19,9 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +102,21 @@ def start_worker() -> None:
     _worker().start()
 
 
+def stop_worker() -> None:
+    """End the worker process now (a server stopping); the next prefetch starts a new one."""
+    with _WORKER_LOCK:
+        w = _WORKER
+    if w is not None:
+        w.close()
+
+
+def worker_pid() -> int | None:
+    """The worker process's id while it runs (tests: nothing is left behind), else None."""
+    w = _WORKER
+    proc = w._proc if w is not None else None
+    return proc.pid if proc is not None and proc.poll() is None else None
+
+
 def grasp_key(config: "PlannerConfig") -> tuple:
     """The settings grasp proposals depend on (``grasps.GRASP_CONFIG_FIELDS``), as a comparable tuple."""
     from dream2flow.planning.grasps import GRASP_CONFIG_FIELDS
@@ -118,7 +135,10 @@ class GraspPrefetch:
         self.mask = np.array(mask, dtype=bool)  # a copy: the caller may go on using its array
         self.config = config or load_planner_config()
         self.key = grasp_key(self.config)
+        self.seconds: float | None = None  # from submission to the answer (queue + worker), once done
+        t0 = time.perf_counter()
         self._future: Future = _worker().submit(rgbd, self.mask, self.config)
+        self._future.add_done_callback(lambda f: setattr(self, "seconds", time.perf_counter() - t0))
 
     def matches(self, rgbd: "RGBD", mask: np.ndarray, config: "PlannerConfig") -> bool:
         """Whether this is what the planner would compute for ``rgbd``, ``mask`` and ``config``."""
@@ -133,4 +153,17 @@ class GraspPrefetch:
 
     def cancel(self) -> None:
         self._future.cancel()
+
+    def release(self, timeout_s: float = 30.0) -> None:
+        """The job is no longer wanted (its task ended, whichever way): dropped if it has not started,
+        else waited for; one still running after ``timeout_s`` ends the worker process (the next
+        prefetch starts another), so no job of a finished task goes on computing."""
+        if self._future.cancel() or self._future.done():
+            return
+        try:
+            self._future.result(timeout=timeout_s)
+        except FutureTimeout:
+            stop_worker()
+        except Exception:  # noqa: BLE001 (its error was the planner's to report, or nobody's)
+            pass
 

@@ -90,6 +90,9 @@ class PerceptionSection:
     # --perception SPEC of the server: "" = hw/perception.toml; "classical", "models" or a perception TOML
     # (relative to this file). A task without a box needs its detector; without a video depth, its video-depth model.
     config: str = ""
+    # I0's detection (a task without a box) and segmentation, and the grasp proposals, start right after
+    # observe, while the video is fetched / generated / decoded (issue 21); same results as false
+    early: bool = True
     video_depth_model: str = ""  # removed (issue 13): refused with a pointer to [perception] config
 
 

@@ -119,6 +119,12 @@ class TaskRunner:
             self.devices.stop_all()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
+        if self.cfg.perception.early:  # the early perception's worker thread and grasp process end with the server
+            from dream2flow.flow.early import shutdown as end_segment_worker
+            from dream2flow.planning.grasp_prefetch import stop_worker
+
+            end_segment_worker()
+            stop_worker()
 
     def cancel(self, task_id: str, reason: str) -> dict[str, Any]:
         """Cancel a queued task now, or stop a running one (it becomes CANCELLED when its stage
@@ -220,6 +226,10 @@ class TaskRunner:
         from dream2flow.planning.warmup import warm_planner
 
         try:
+            if self.cfg.perception.early:
+                from dream2flow.planning.grasp_prefetch import start_worker
+
+                start_worker()  # the grasp-proposal process starts up while the planner compiles
             self.warmup = warm_planner(methods=tuple(METHODS))
             progress(f"dream2flow serve: planner warmed up in {self.warmup['seconds']:.1f} s "
                      f"({len(self.warmup['executables'])} compiled executables)")
@@ -276,12 +286,14 @@ class TaskRunner:
         tdir.mkdir(parents=True, exist_ok=True)
         ctx = _TaskContext(self, tid, tdir, cur)
         outcome = None
+        early: Any = None
         try:
             if cur.cancel.is_set():
                 raise ExecutionFailed("cancelled before it started", stage="observe")
             if self.devices.reset_scene():
                 ctx.metrics({"sim_scene_reset": 1.0})
             rgbd = ctx.stage("observe", lambda: self._observe(ctx))
+            early = self._start_early(req, rgbd)
             paths = ctx.stage("fetch", lambda: self._fetch(ctx, req, rgbd, cur.cancel))
             video, video_depth = ctx.stage("decode", lambda: self._decode(ctx, req, paths, rgbd))
             opts = req["options"]
@@ -300,22 +312,50 @@ class TaskRunner:
                                 method=opts.get("method") or "dream2flow",
                                 seed=int(opts.get("seed", 0)), num_points=int(opts.get("num_points") or 256),
                                 q0=q0, thumb_px=paths.get("thumb_px"), dry_run=bool(opts.get("dry_run")),
-                                rate_hz=float(self.cfg.robot.rate_hz))
+                                rate_hz=float(self.cfg.robot.rate_hz), early=early)
             if cur.cancel.is_set():
                 raise ExecutionFailed("cancelled", stage="decode")
             ctx.current_stage = "flow"
             outcome = self.pipeline()(inputs, backend, out_dir=tdir, progress=ctx.progress, cancel=cur.cancel,
                                       on_tick=ctx.on_tick)
         except Dream2FlowError as exc:
+            self._end_early(early, ctx, None)
             stage = exc.stage or ctx.current_stage or ""
             self._fail(tid, cur, stage, type(exc).__name__, exc.grpc_code, exc.message, ctx)
             return
         except Exception as exc:  # a bug somewhere below: the task fails, the server lives
             log.error("task %s: unexpected error\n%s", tid, traceback.format_exc())
+            self._end_early(early, ctx, None)
             self._fail(tid, cur, ctx.current_stage or "", type(exc).__name__, "INTERNAL",
                        f"internal error: {type(exc).__name__}: {str(exc)[:300]}", ctx)
             return
+        finally:
+            if early is not None:
+                early.close()  # (done already on the paths above; idempotent)
+        self._end_early(early, ctx, getattr(outcome, "plan", None))
         self._record(tid, cur, outcome, ctx)
+
+    def _start_early(self, req: dict[str, Any], rgbd: Any) -> Any:
+        """I0's detection (no box) / segmentation and the grasp proposals, started now, while the video is
+        fetched, generated and decoded (``early.EarlyPerception``; [perception] early = false: none)."""
+        if not self.cfg.perception.early or self.perception is None:
+            return None
+        from dream2flow.early import EarlyPerception
+
+        box = req.get("box")
+        return EarlyPerception(self.perception, rgbd, box=tuple(box) if box else None,
+                               prompt=req.get("object_prompt", ""), seed=int(req["options"].get("seed", 0)))
+
+    def _end_early(self, early: Any, ctx: "_TaskContext", plan: Any) -> None:
+        """Before the task is reported finished: its early work done or dropped (``close``), and what
+        ran early (and for how long) in its metrics."""
+        if early is None:
+            return
+        try:
+            early.close()
+            ctx.metrics(early.metrics(plan))
+        except Exception:  # the record of a task must not fail on its timings
+            log.exception("task %s: closing the early perception failed", ctx.task_id)
 
     def pipeline(self) -> Callable[..., Any]:
         if self._pipeline is None:
