@@ -43,8 +43,13 @@ class ServiceThread:
     """``with ServiceThread(cfg, ...) as st: st.port`` — the server runs in a daemon thread."""
 
     def __init__(self, cfg: ServiceConfig, **service_kw: Any) -> None:
+        import dataclasses
+
         from dream2flow.service.server import Service
 
+        if service_kw.get("pipeline") is not None:  # a stand-in pipeline ignores I0's early perception:
+            # not computed for nothing (tests/test_service_early.py runs it with the real pipeline)
+            cfg = dataclasses.replace(cfg, perception=dataclasses.replace(cfg.perception, early=False))
         self.cfg = cfg
         self.service = Service(cfg, tokens=tokens_from_entries(cfg.auth.tokens, "test"), **service_kw)
         self.port = 0
