@@ -23,8 +23,9 @@ Proposals (``propose_grasps``), deterministic for a seed:
   elongated there (PCA within 2.5 cm: close across a bar, not along a diagonal of it).
 
 Selection (``rank_grasps``): nearest the thumb point when the video gives one, otherwise
-on the part whose flow moves most (mean motion of flow points near the grasp), score as
-the tie-breaker. The planner then takes the first proposal in that order that IK reaches.
+on the part whose flow moves (mean motion of flow points near the grasp at least half the
+largest), the best-scored grasp there first. The planner then takes the first proposal in that
+order that IK reaches.
 """
 
 from __future__ import annotations
@@ -398,10 +399,18 @@ class AntipodalGraspProposer:
 
 
 def rank_grasps(grasps: list[Grasp], flow_points0: np.ndarray, motion: np.ndarray, *,
-                thumb_point: np.ndarray | None = None, radius_m: float = 0.05) -> list[int]:
-    """Order in which to try ``grasps``: nearest ``thumb_point`` [3] when given, else the
-    largest mean flow motion (``motion`` [n] m, points ``flow_points0`` [n,3]) within ``radius_m``
-    of the grasp, normalised, + 0.5 × score. Stable and deterministic."""
+                thumb_point: np.ndarray | None = None, radius_m: float = 0.05,
+                moving_fraction: float = 0.5) -> list[int]:
+    """Order in which to try ``grasps``: nearest ``thumb_point`` [3] when given; else by the mean
+    flow motion (``motion`` [n] m, points ``flow_points0`` [n,3]) within ``radius_m`` of the grasp,
+    as a fraction of the largest, counted in full from ``moving_fraction`` up, + 0.5 × score.
+
+    Why the cap: without a thumb, "where the flow moves most" alone sends the gripper to the
+    extreme of an articulated part (a door's far edge), often a poor grasp; every grasp on the part
+    that really moves (at least half the largest motion) is as good a place to pull from, so the
+    grasp's quality decides there. Measured (perceived inputs, no hand in the video,
+    bench/results/sim_models_eval/): open_oven 7 -> 9/10 and open_drawer 10 -> 9/10 on seeds 0-9;
+    on seeds 10-19 (not used to choose it) 10 -> 10/10 and 9 -> 10/10. Stable and deterministic."""
     if not grasps:
         return []
     centres = np.array([g.T_base_grasp[:3, 3] for g in grasps])
@@ -415,5 +424,5 @@ def rank_grasps(grasps: list[Grasp], flow_points0: np.ndarray, motion: np.ndarra
     near = d <= radius_m
     m = np.where(near, motion[None], 0.0).sum(1) / np.maximum(near.sum(1), 1)
     mn = m / max(float(m.max()), 1e-9)
-    key = -(mn + 0.5 * scores)
+    key = -(np.minimum(mn / moving_fraction, 1.0) + 0.5 * scores)
     return [int(i) for i in np.argsort(key, kind="stable")]
