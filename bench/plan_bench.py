@@ -391,6 +391,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-pyroki", action="store_true", help="skip the PyRoki side-by-side run")
     ap.add_argument("--startup-only", action="store_true",
                     help="only the fresh-process first-plan measurements (cold, then warm persistent cache x2)")
+    ap.add_argument("--h-scaling-only", action="store_true", help="only the solver's H-scaling (n=1024, interleaved)")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
@@ -404,6 +405,9 @@ def main(argv=None) -> int:
           "load_avg_1min": load})
     if args.quick:
         bench_solver([30], [64], 3)
+        return 0
+    if args.h_scaling_only:
+        bench_h_scaling(1024, args.repeats)
         return 0
     if args.startup_only:
         cold = tempfile.mkdtemp(prefix="d2f-bench-cold-")
