@@ -27,13 +27,16 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from loopback_http import LoopbackHTTP  # noqa: E402  (the same loopback server as the tests)
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -45,12 +48,12 @@ def emit(**row: Any) -> None:
     print(json.dumps({"bench": "service_early", **row}), flush=True)
 
 
-class Generator:
+class Generator(LoopbackHTTP):
     """Loopback stand-in for the video-generation endpoint: POST /gen/jobs -> a job that succeeds
     ``delay_s`` after it was asked, then serves the pre-rendered video and its relative depth."""
 
     def __init__(self, video: bytes, depth: bytes, delay_s: float) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         gen = self
         self.files = {"/video.mp4": video, "/depth.npy": depth}
@@ -81,16 +84,8 @@ class Generator:
                 return self._send(200, json.dumps({"status": "succeeded", "video_url": "/video.mp4",
                                                    "video_depth_url": "/depth.npy"}).encode())
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/gen"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.url = f"{self.base}/gen"
 
 
 def main() -> int:

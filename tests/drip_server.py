@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from loopback_http import LoopbackHTTP
 
-class DripServer:
+
+class DripServer(LoopbackHTTP):
     """/drip.mp4 promises 50 MB and trickles 1 KB every 50 ms (a fetch that stays in progress);
     /missing.mp4 is a 404. Counts requests for /drip.mp4. A task fetching it stays in its fetch stage
     until it is stopped (or ``max_seconds`` pass)."""
@@ -43,20 +45,8 @@ class DripServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        class S(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, *a: Any) -> None:
-                pass
-
-        self.server = S(("127.0.0.1", 0), H)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__(H)
 
     def close(self) -> None:
         self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().close()

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
+from loopback_http import LoopbackHTTP
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -208,12 +209,12 @@ def test_an_early_failure_is_the_flow_stage_error(tmp_path: Path, sim_inputs: di
 
 
 # -- cancel / e-stop while the video is being generated --------------------------------------------
-class _Generator:
+class _Generator(LoopbackHTTP):
     """A video-generator endpoint whose job never finishes (the task waits in fetch)."""
 
     def __init__(self) -> None:
         import json
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         self.posts = 0
         gen = self
@@ -238,16 +239,8 @@ class _Generator:
             def do_GET(self) -> None:  # noqa: N802
                 self._json(200, {"status": "running"})
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/gen"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.url = f"{self.base}/gen"
 
 
 class _SlowSegmenter:

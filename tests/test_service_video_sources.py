@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Iterator
 
 import grpc
 import pytest
+from loopback_http import LoopbackHTTP
 
 from dream2flow.errors import ExecutionFailed, InvalidInput, ResourceExhausted
 from dream2flow.service import client as C
@@ -22,7 +23,7 @@ from dream2flow.service.testing import (OPERATOR_TOKEN, FakeArm, ServiceThread, 
 from dream2flow.v1 import task_pb2
 
 
-class Web:
+class Web(LoopbackHTTP):
     """Routes: path → handler(req) ; counts hits per path; records POST bodies."""
 
     def __init__(self, files: dict[str, bytes]) -> None:
@@ -93,23 +94,7 @@ class Web:
                     return self._send(202, json.dumps({"job_id": "job-1"}).encode(), "application/json")
                 return self._send(404, b"")
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # clients hanging up early (timeouts, caps) are part of these tests
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
