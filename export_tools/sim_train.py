@@ -40,6 +40,9 @@ def parser(description: str, *, steps: int, batch: int, per_task: int, val_per_t
                     help="folder for the .onnx, its .spec.json and a manifest (default exported_models/)")
     ap.add_argument("--cache", type=Path, default=sim_data.DEFAULT_CACHE, help="render cache (default /tmp/d2f_simdata)")
     ap.add_argument("--per-task", type=int, default=per_task, help=f"training scenes per task (default {per_task})")
+    ap.add_argument("--task-scenes", type=_task_scenes, default={}, metavar="TASK=N[,TASK=N]",
+                    help="training scenes for the named tasks instead of --per-task (more of a hard task, e.g. "
+                         "bread_in_bowl=175); tasks: " + ", ".join(sim_data.TASKS))
     ap.add_argument("--val-per-task", type=int, default=val_per_task,
                     help=f"validation scenes per task (default {val_per_task})")
     ap.add_argument("--steps", type=int, default=steps, help=f"optimiser steps (default {steps})")
@@ -51,9 +54,22 @@ def parser(description: str, *, steps: int, batch: int, per_task: int, val_per_t
     return ap
 
 
+def _task_scenes(text: str) -> dict[str, int]:
+    """``"bread_in_bowl=175,open_door=50"`` -> {task: scenes}; unknown tasks and bad counts are errors."""
+    out: dict[str, int] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        task, sep, n = item.partition("=")
+        if not sep or task not in sim_data.TASKS or not n.strip().isdigit() or not 1 <= int(n) <= 100000:
+            raise argparse.ArgumentTypeError(f"expected TASK=N with TASK one of {', '.join(sim_data.TASKS)} and "
+                                             f"N in [1, 100000], got {item!r}")
+        out[task] = int(n)
+    return out
+
+
 def finish_args(ap: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     if args.quick:
         args.per_task, args.val_per_task = 1, 1
+        args.task_scenes = {}
         args.steps = min(args.steps, 30)
         args.batch = min(args.batch, 4)
     for k, lo, hi in (("per_task", 1, 100000), ("val_per_task", 1, 100), ("steps", 1, 10 ** 6), ("batch", 1, 512),
@@ -69,10 +85,16 @@ def command(script: str, argv: Sequence[str]) -> str:
     return " ".join(["python", f"export_tools/{script}", *(shlex.quote(a) for a in argv)])
 
 
-def load(split: str, per_task: int, cache: Path, log: Callable[[str], None] = print) -> list[sim_data.SceneFrames]:
-    """Render what is missing, then load every scene of the split (task-interleaved)."""
+def load(split: str, per_task: int, cache: Path, log: Callable[[str], None] = print,
+         task_scenes: dict[str, int] | None = None) -> list[sim_data.SceneFrames]:
+    """Render what is missing, then load every scene of the split (task-interleaved): ``per_task``
+    scenes of each task, ``task_scenes[task]`` of the tasks named there."""
     t0 = time.perf_counter()
-    paths = sim_data.ensure_scenes(split, per_task, cache=cache, log=log)
+    counts = {task: int((task_scenes or {}).get(task, per_task)) for task in sim_data.TASKS}
+    paths: list[Path] = []
+    for n in sorted(set(counts.values())):
+        paths += sim_data.ensure_scenes(split, n, cache=cache, log=log,
+                                        tasks=tuple(t for t in sim_data.TASKS if counts[t] == n))
     scenes = list(sim_data.iter_scenes(paths))
     log(f"[data] {split}: {len(scenes)} scenes, {sum(len(s.rgb) for s in scenes)} frames "
         f"({time.perf_counter() - t0:.0f} s)")

@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     t_start = time.perf_counter()
-    train_scenes = sim_train.load("train", args.per_task, args.cache)
+    train_scenes = sim_train.load("train", args.per_task, args.cache, task_scenes=args.task_scenes)
     val_scenes = sim_train.load("val", args.val_per_task, args.cache)
     tr, va = prepare(train_scenes), prepare(val_scenes)
     t_data = time.perf_counter() - t_start

@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     t_start = time.perf_counter()
-    train_scenes = sim_train.load("train", args.per_task, args.cache)
+    train_scenes = sim_train.load("train", args.per_task, args.cache, task_scenes=args.task_scenes)
     val_scenes = sim_train.load("val", args.val_per_task, args.cache)
     tr, va = prepare(train_scenes), prepare(val_scenes)
     train_seeds = sim_train.seeds_of(train_scenes)
