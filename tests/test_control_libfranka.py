@@ -154,7 +154,8 @@ def _recover_after_artefact(env: dict, host: str, stderr: str) -> None:
     home, so that the repeated run starts where the first one did (its move-to-start is bounded)."""
     print(f"\nfranka-sim late-answer artefact (see SIM_LATE_GAP_CYCLES), recovering, going home and running again:\n"
           f"{stderr.strip().splitlines()[-1][:300]}")
-    _bring_home(env, host, Path(tempfile.mkdtemp(prefix="d2f-home-")))
+    with tempfile.TemporaryDirectory(prefix="d2f-home-") as d:
+        _bring_home(env, host, Path(d))
 
 
 def _bring_home(env: dict, host: str, workdir: Path) -> None:
@@ -310,25 +311,15 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _cos_plan(tmp_path: Path, name: str, amp: np.ndarray, T: float = 3.0) -> Path:
+def _cos_plan(tmp_path: Path, name: str, amp: np.ndarray, T: float = 3.0, cycles: float = 1.0) -> Path:
+    """From the start pose along ``amp`` and back in ``T`` s (``cycles=0.5``: out only, at rest at ``amp``)."""
     from dream2flow.types import Plan
 
     t = np.arange(0.0, T + 1e-9, 0.1)
-    s = (1 - np.cos(2 * np.pi * t / T)) / 2
+    s = (1 - np.cos(2 * np.pi * cycles * t / T)) / 2
     plan = Plan(q=Q_SIM + s[:, None] * amp, dt_s=0.1, gripper=np.zeros(len(t), np.float32),
                 predicted_points=np.zeros((len(t), 0, 3), np.float32), meta={})
     return plan.save(tmp_path / name)
-
-
-def _half_plan(tmp_path: Path) -> Path:
-    """A plan from the start pose that ends 0.8 rad away on joint 7 (half a cosine, at rest at its end)."""
-    from dream2flow.types import Plan
-
-    t = np.arange(0.0, 3.0 + 1e-9, 0.1)
-    s = (1 - np.cos(np.pi * t / 3.0)) / 2
-    plan = Plan(q=Q_SIM + s[:, None] * np.array([0.3, 0.2, -0.2, 0.3, 0.3, -0.2, 0.8]), dt_s=0.1,
-                gripper=np.zeros(len(t), np.float32), predicted_points=np.zeros((len(t), 0, 3), np.float32), meta={})
-    return plan.save(tmp_path / "half.npz")
 
 
 def _run_and_stall(env: dict, host: str, plan: Path, pids: str, stall_s: float) -> tuple[int, str, str]:
@@ -460,7 +451,7 @@ def test_a_repeat_after_the_sim_artefact_starts_from_the_start_pose(fr3_sim, at_
     start where the first run did, or the loop's bounded move-to-start refuses it (a CI failure once):
     the recovery brings the arm home from wherever it stopped."""
     host = fr3_sim["host"]
-    out = _execute(env, host, _half_plan(tmp_path))
+    out = _execute(env, host, _cos_plan(tmp_path, "out.npz", np.array([0.3, 0.2, -0.2, 0.3, 0.3, -0.2, 0.8]), cycles=0.5))
     assert out.returncode == 0, out.stderr[-1500:]
     away = np.array(_robot_state(env, host)["state"]["q"])
     assert np.abs(away - Q_SIM).max() > 0.5                     # farther than move-to-start may go
